@@ -1,0 +1,119 @@
+"""Serving operations that touch both the repository and the running server.
+
+publish: validate first (nothing is written for a rejected model), move the version in atomically,
+load it with a timeout; a version that fails to load is removed and the previous one keeps serving.
+Instance-count changes persist in config.pbtxt and are applied with a reload, which Triton performs
+without failing in-flight requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from controller.triton.client import TritonClient, TritonClientError
+from controller.triton.repository import ModelRepository, RepositoryError
+from controller.triton.spec import ModelSpec
+from controller.triton.validation import InvalidModelError, validate_onnx
+
+log = logging.getLogger(__name__)
+
+
+class PublishError(RuntimeError):
+    """The new version was not published; the previous version (if any) is still serving."""
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    model: str
+    version: int
+    load_seconds: float
+    max_abs_diff: float | None
+
+
+class ServingManager:
+    def __init__(self, repository: ModelRepository, client: TritonClient, load_timeout_s: float = 60.0) -> None:
+        self.repository = repository
+        self.client = client
+        self.load_timeout_s = load_timeout_s
+
+    def ensure_model(self, spec: ModelSpec) -> None:
+        """Write (or update) the model's spec without loading it."""
+        self.repository.write_spec(spec)
+
+    def publish(
+        self,
+        name: str,
+        onnx_path: str | Path,
+        probe: np.ndarray | None = None,
+        expected: np.ndarray | None = None,
+    ) -> PublishResult:
+        spec = self.repository.read_spec(name)
+        try:
+            report = validate_onnx(onnx_path, spec, probe, expected)
+        except InvalidModelError as exc:
+            raise PublishError(f"{name}: rejected before publishing: {exc}") from exc
+        version = self.repository.add_version(name, onnx_path)
+        started = time.monotonic()
+        try:
+            self.client.load(name, timeout_s=self.load_timeout_s)
+        except TritonClientError as exc:
+            self.repository.remove_version(name, version, reason=f"load failed: {exc}")
+            self._reload_quietly(name)
+            raise PublishError(f"{name}: version {version} failed to load, previous version kept: {exc}") from exc
+        load_seconds = time.monotonic() - started
+        self.repository.prune(name)
+        log.info("%s: serving version %d (load %.2fs)", name, version, load_seconds)
+        return PublishResult(name, version, load_seconds, report.max_abs_diff)
+
+    def deploy(self, spec: ModelSpec, onnx_path: str | Path, probe: np.ndarray | None = None,
+               expected: np.ndarray | None = None) -> PublishResult:
+        """Create or update a model and publish `onnx_path` as its newest version."""
+        self.ensure_model(spec)
+        return self.publish(spec.name, onnx_path, probe, expected)
+
+    def rollback(self, name: str) -> int:
+        """Retire the newest version and serve the one before it; returns the version now served."""
+        versions = self.repository.versions(name)
+        if len(versions) < 2:
+            raise RepositoryError(f"{name}: no earlier version on disk to roll back to")
+        self.repository.remove_version(name, versions[-1], reason="rolled back")
+        self.client.load(name, timeout_s=self.load_timeout_s)
+        return versions[-2]
+
+    def set_instances(self, name: str, count: int) -> bool:
+        """Persist a new instance count and apply it; returns False when it was already so."""
+        spec = self.repository.read_spec(name)
+        if spec.instance_count == count:
+            return False
+        updated = spec.model_copy(update={"instance_count": count})
+        ModelSpec.model_validate(updated.model_dump())  # re-run the bounds checks
+        self.repository.write_spec(updated)
+        try:
+            self.client.load(name, timeout_s=self.load_timeout_s)
+        except TritonClientError:
+            self.repository.write_spec(spec)
+            self._reload_quietly(name)
+            raise
+        return True
+
+    def load_all(self) -> list[str]:
+        """Load every model that has a version on disk (after a server restart, say)."""
+        loaded = []
+        for name in self.repository.models():
+            if self.repository.versions(name):
+                self.client.load(name, timeout_s=self.load_timeout_s)
+                loaded.append(name)
+        return loaded
+
+    def _reload_quietly(self, name: str) -> None:
+        if not self.repository.versions(name):
+            return
+        try:
+            self.client.load(name, timeout_s=self.load_timeout_s)
+        except TritonClientError as exc:
+            log.error("%s: reload after a failed change also failed: %s", name, exc)

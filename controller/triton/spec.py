@@ -1,0 +1,99 @@
+"""Typed model spec for one served model, and its rendering to Triton's config.pbtxt."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Triton model names become directory names and URL path parts: keep them boring.
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+RESERVED_NAMES = frozenset({"golden"})
+
+# Backends: our Python-based onnxruntime backend for the embedded server; NVIDIA's native one in the
+# Triton container. The model directory layout is the same for both.
+Backend = Literal["ekya_onnx", "onnxruntime"]
+InstanceKind = Literal["KIND_CPU", "KIND_GPU"]
+
+
+class InvalidModelNameError(ValueError):
+    pass
+
+
+def check_model_name(name: str, *, allow_reserved: bool = False) -> str:
+    if not isinstance(name, str) or not MODEL_NAME_RE.match(name) or name in (".", ".."):
+        raise InvalidModelNameError(
+            f"invalid camera/model name {name!r}: use 1-63 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    if not allow_reserved and name in RESERVED_NAMES:
+        raise InvalidModelNameError(f"the name {name!r} is reserved for the golden model")
+    return name
+
+
+class ModelSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    input_name: str = "input"
+    input_dims: tuple[int, ...] = (3, 64, 64)  # without the batch dimension
+    output_name: str = "logits"
+    output_dims: tuple[int, ...] = (6,)
+    max_batch_size: int = Field(64, ge=1)
+    dynamic_batching: bool = True
+    max_queue_delay_us: int = Field(500, ge=0)
+    instance_count: int = Field(1, ge=1, le=64)
+    instance_kind: InstanceKind = "KIND_CPU"
+    gpus: tuple[int, ...] = ()  # pin KIND_GPU instances to these devices
+    versions_served: int = Field(1, ge=1)  # newest N versions loaded; 1 = clean swap to the newest
+    backend: Backend = "ekya_onnx"
+    intra_op_threads: int = Field(1, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_model_name(value, allow_reserved=True)
+
+    @field_validator("input_dims", "output_dims")
+    @classmethod
+    def _dims(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(d <= 0 for d in value):
+            raise ValueError(f"dimensions must be positive, got {value}")
+        return value
+
+
+def render_config(spec: ModelSpec) -> str:
+    """config.pbtxt text for `spec` (tensor FP32 in, FP32 out; batch dimension implicit)."""
+
+    def dims(values: tuple[int, ...]) -> str:
+        return "[ " + ", ".join(str(v) for v in values) + " ]"
+
+    lines = [
+        f'name: "{spec.name}"',
+        f'backend: "{spec.backend}"',
+        f"max_batch_size: {spec.max_batch_size}",
+        "input [",
+        f'  {{ name: "{spec.input_name}", data_type: TYPE_FP32, dims: {dims(spec.input_dims)} }}',
+        "]",
+        "output [",
+        f'  {{ name: "{spec.output_name}", data_type: TYPE_FP32, dims: {dims(spec.output_dims)} }}',
+        "]",
+        "instance_group [",
+        "  {",
+        f"    count: {spec.instance_count}",
+        f"    kind: {spec.instance_kind}",
+    ]
+    if spec.instance_kind == "KIND_GPU" and spec.gpus:
+        lines.append(f"    gpus: [ {', '.join(str(g) for g in spec.gpus)} ]")
+    lines += ["  }", "]"]
+    lines.append(f"version_policy: {{ latest: {{ num_versions: {spec.versions_served} }} }}")
+    if spec.dynamic_batching:
+        lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {spec.max_queue_delay_us} }}")
+    if spec.backend == "ekya_onnx":
+        lines += [
+            "parameters [",
+            f'  {{ key: "intra_op_threads", value: {{ string_value: "{spec.intra_op_threads}" }} }}',
+            "]",
+        ]
+    return "\n".join(lines) + "\n"
