@@ -240,3 +240,21 @@ def test_clear_start_errors(tmp_path, triton_runtime):
             TritonServer(tmp_path / "repo", tmp_path / "w", admin_key="k", grpc_port=port,
                          runtime=triton_runtime).start()
     assert free_port() > 0
+
+
+def test_reattach_to_a_running_server(tmp_path, triton_runtime, models):
+    repo = ModelRepository(tmp_path / "repo")
+    server = TritonServer(repo.root, tmp_path / "work", admin_key=ADMIN_KEY, runtime=triton_runtime)
+    server.start()
+    try:
+        server.save_info(tmp_path / "server.json")
+        attached = TritonServer.attach(tmp_path / "server.json", ADMIN_KEY)
+        assert attached is not None and attached.is_running() and attached.info.pid == server.info.pid
+        with TritonClient(attached.info.grpc_url, admin_key=ADMIN_KEY) as client:
+            ServingManager(repo, client).deploy(SPEC, models[1][0])
+            assert client.model_ready("cam-a")
+        attached.stop()
+        assert not server.is_running()
+        assert TritonServer.attach(tmp_path / "server.json", ADMIN_KEY) is None
+    finally:
+        server.stop()

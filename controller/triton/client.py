@@ -80,6 +80,19 @@ class TritonClient:
         timeout_s: float | None = None,
     ) -> np.ndarray:
         """Run one batch (float32, batch dimension first) through `model`; returns its output array."""
+        return self.infer_with_version(model, batch, input_name=input_name, output_name=output_name,
+                                       timeout_s=timeout_s)[0]
+
+    def infer_with_version(
+        self,
+        model: str,
+        batch: np.ndarray,
+        *,
+        input_name: str = "input",
+        output_name: str = "logits",
+        timeout_s: float | None = None,
+    ) -> tuple[np.ndarray, int]:
+        """Like infer(), also returning the model version that answered (to see swaps take effect)."""
         array = np.ascontiguousarray(batch, dtype=np.float32)
         tensor = self._grpc.InferInput(input_name, list(array.shape), "FP32")
         tensor.set_data_from_numpy(array)
@@ -92,7 +105,8 @@ class TritonClient:
             outputs=[output],
             client_timeout=timeout_s or self.timeout_s,
         )
-        return result.as_numpy(output_name)
+        version = result.get_response().model_version
+        return result.as_numpy(output_name), int(version) if version else 0
 
     # -- metadata --------------------------------------------------------------------------------
     def model_metadata(self, model: str) -> dict:

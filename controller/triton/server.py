@@ -254,10 +254,38 @@ class TritonServer:
         return "\n".join(interesting[-lines:]).replace(self._admin_key, "***")
 
     def is_running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        if self.process is not None:
+            return self.process.poll() is None
+        return self.info is not None and _pid_alive(self.info.pid)
+
+    def save_info(self, path: str | os.PathLike[str]) -> None:
+        """Persist where the server is, so a restarted controller can reattach instead of restarting it."""
+        from trainer.atomic import atomic_write_json
+
+        assert self.info is not None
+        atomic_write_json(path, self.info.to_dict())
+
+    @classmethod
+    def attach(cls, info_path: str | os.PathLike[str], admin_key: str) -> TritonServer | None:
+        """Reattach to a server a previous controller started (it survives a controller crash, so the
+        cameras keep being served); None when it is gone or not healthy."""
+        import json
+
+        try:
+            info = ServerInfo(**json.loads(Path(info_path).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+        if not _pid_alive(info.pid) or not http_ok(f"{info.http_url}/v2/health/ready"):
+            return None
+        server = cls(info.repository, Path(info.log_file).parent, admin_key=admin_key, address=info.address)
+        server.info = info
+        return server
 
     def stop(self, timeout_s: float = 15.0) -> None:
         process, self.process = self.process, None
+        if process is None and self.info is not None and _pid_alive(self.info.pid):
+            _stop_group(self.info.pid, timeout_s)
+            return
         if process is None or process.poll() is not None:
             return
         try:
@@ -285,6 +313,35 @@ class TritonServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _stop_group(pid: int, timeout_s: float) -> None:
+    """Stop a server we did not start (reattached): TERM its group, wait, then KILL."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _pid_alive(pid):
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def http_ok(url: str, timeout_s: float = 1.0) -> bool:

@@ -1,0 +1,239 @@
+"""The camera client: streams a camera's frames to Triton in real time and measures what it gets.
+
+Per frame (at the camera's fps, on the deployment's window clock):
+- if the frame is due under the published stride and we are not running late, its object crops are
+  sent to the camera's Triton model over gRPC; otherwise the frame is skipped and every object in it
+  keeps its track's last prediction (an object never seen in a processed frame is a miss);
+- a sample of frames (label_sampling_rate) is spooled for golden labelling and retraining.
+At the end of each window it writes the window's accuracy (where the source has ground truth).
+A Triton outage costs skipped frames, never the client: calls are retried with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from controller.directives import CameraDirective, DirectiveWatcher
+from controller.layout import DataLayout
+from controller.spool import Spool
+from trainer.atomic import atomic_write_json
+from trainer.streams.base import WindowData, score_tracks
+
+log = logging.getLogger(__name__)
+
+SPOOL_CHUNK_SECONDS = 5.0
+LIVE_EVERY_SECONDS = 2.0
+
+
+class FrameSource(Protocol):
+    fps: float
+
+    def frames_per_window(self, window_seconds: float) -> int: ...
+
+    def window(self, window: int, window_seconds: float) -> WindowData:
+        """All crops of `window`, frame_index counted globally (window * frames_per_window + k)."""
+        ...
+
+
+def to_model_input(images: np.ndarray) -> np.ndarray:
+    """uint8 NHWC crops -> float32 NCHW in [0, 1]; the exported model normalises inside."""
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
+
+
+@dataclass
+class WindowStats:
+    camera: str
+    window: int
+    frames: int = 0
+    processed_frames: int = 0
+    late_frames: int = 0
+    crops: int = 0
+    requests: int = 0
+    failed_requests: int = 0
+    spooled_crops: int = 0
+    stride_frames: Counter = field(default_factory=Counter)  # stride -> frames under it
+    versions: Counter = field(default_factory=Counter)  # model version -> requests it answered
+    accuracy: float | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "camera": self.camera, "window": self.window, "accuracy": self.accuracy, "frames": self.frames,
+            "processed_frames": self.processed_frames, "late_frames": self.late_frames, "crops": self.crops,
+            "requests": self.requests, "failed_requests": self.failed_requests,
+            "spooled_crops": self.spooled_crops,
+            "stride_frames": {str(k): v for k, v in sorted(self.stride_frames.items())},
+            "model_versions": {str(k): v for k, v in sorted(self.versions.items())},
+        }
+
+
+class CameraClient:
+    def __init__(
+        self,
+        name: str,
+        source: FrameSource,
+        layout: DataLayout,
+        triton_url: str,
+        *,
+        label_sampling_rate: float = 0.1,
+        spool_budget_bytes: int = 256 * 2**20,
+        request_timeout_s: float = 5.0,
+        model_name: str | None = None,
+    ) -> None:
+        self.name = name
+        self.model_name = model_name or name
+        self.source = source
+        self.layout = layout
+        self.triton_url = triton_url
+        self.sampling_rate = label_sampling_rate
+        self.request_timeout_s = request_timeout_s
+        self.spool = Spool(layout, name, spool_budget_bytes)
+        self.watcher = DirectiveWatcher(layout.directive_file(name))
+        self._client = None
+        self._retry_at = 0.0
+        self._backoff = 0.1
+        self.totals = {"requests": 0, "failed_requests": 0}
+
+    # -- Triton ----------------------------------------------------------------------------------
+    def _triton(self):
+        if self._client is None:
+            from controller.triton.client import TritonClient
+
+            self._client = TritonClient(self.triton_url, timeout_s=self.request_timeout_s)
+        return self._client
+
+    def _infer(self, images: np.ndarray, stats: WindowStats) -> np.ndarray | None:
+        if time.time() < self._retry_at:
+            return None
+        stats.requests += 1
+        self.totals["requests"] += 1
+        try:
+            logits, version = self._triton().infer_with_version(self.model_name, to_model_input(images))
+        except Exception as exc:  # server down, restarting, model not loaded: retry with backoff
+            stats.failed_requests += 1
+            self.totals["failed_requests"] += 1
+            log.warning("%s: inference failed (%s); retrying in %.1fs", self.name, exc, self._backoff)
+            self._retry_at = time.time() + self._backoff
+            self._backoff = min(self._backoff * 2, 2.0)
+            return None
+        self._backoff = 0.1
+        stats.versions[version] += 1
+        return np.argmax(logits, axis=1)
+
+    # -- main loop -------------------------------------------------------------------------------
+    def wait_for_directive(self, stop: threading.Event, timeout_s: float = 60.0) -> CameraDirective:
+        deadline = time.time() + timeout_s
+        while not stop.is_set():
+            directive = self.watcher.poll()
+            if directive is not None:
+                return directive
+            if time.time() > deadline:
+                raise TimeoutError(f"{self.name}: no directive at {self.watcher.path} after {timeout_s:.0f}s; "
+                                   "is the controller running?")
+            stop.wait(0.2)
+        raise InterruptedError
+
+    def run(self, stop: threading.Event | None = None, max_windows: int | None = None) -> list[WindowStats]:
+        stop = stop or threading.Event()
+        directive = self.wait_for_directive(stop)
+        window = max(0, directive.window_at(time.time()))
+        done: list[WindowStats] = []
+        while not stop.is_set():
+            done.append(self.run_window(window, stop))
+            directive = self.watcher.poll() or directive
+            if directive.stop_after_window is not None and window >= directive.stop_after_window:
+                break
+            if max_windows is not None and len(done) >= max_windows:
+                break
+            window = max(window + 1, directive.window_at(time.time()))
+        if self._client is not None:
+            self._client.close()
+        return done
+
+    def run_window(self, window: int, stop: threading.Event) -> WindowStats:
+        directive = self.watcher.poll()
+        assert directive is not None
+        fps = self.source.fps
+        per_window = self.source.frames_per_window(directive.window_seconds)
+        data = self.source.window(window, directive.window_seconds)
+        first_frame = window * per_window
+        crops_of = _group_by_frame(data.frame_index - first_frame, per_window)
+        predictions = np.full(len(data), -1, dtype=np.int64)
+        processed = np.zeros(len(data), dtype=bool)
+        stats = WindowStats(self.name, window)
+        rng = np.random.default_rng([zlib.crc32(self.name.encode()), window])  # same sample every run
+        spool_buffer: list[np.ndarray] = []
+        chunk_index, last_flush, last_live = 0, time.time(), 0.0
+        frame_period = 1.0 / fps
+        window_start = directive.t0 + window * directive.window_seconds
+        for k in range(per_window):
+            if stop.is_set():
+                break
+            due = window_start + k * frame_period
+            delay = due - time.time()
+            if delay > 0 and stop.wait(delay):
+                break
+            directive = self.watcher.poll() or directive
+            stats.frames += 1
+            stats.stride_frames[directive.stride] += 1
+            idx = crops_of[k]
+            late = time.time() - due > frame_period  # a real camera drops frames it cannot keep up with
+            stats.late_frames += int(late)
+            if not late and k % directive.stride == 0:
+                if len(idx):
+                    labels = self._infer(data.images[idx], stats)
+                    if labels is not None:
+                        predictions[idx] = labels
+                        processed[idx] = True
+                        stats.processed_frames += 1
+                else:
+                    stats.processed_frames += 1
+            if len(idx) and rng.random() < self.sampling_rate:
+                spool_buffer.append(idx)
+            now = time.time()
+            if spool_buffer and now - last_flush >= SPOOL_CHUNK_SECONDS:
+                stats.spooled_crops += self._flush(data, spool_buffer, window, chunk_index)
+                chunk_index += 1
+                spool_buffer, last_flush = [], now
+            if now - last_live >= LIVE_EVERY_SECONDS:
+                self._write_live(stats, directive)
+                last_live = now
+        if spool_buffer:
+            stats.spooled_crops += self._flush(data, spool_buffer, window, chunk_index)
+        stats.crops = int(len(data))
+        if np.any(data.labels >= 0) and not stop.is_set():
+            stats.accuracy = score_tracks(data.track_ids, data.frame_index, data.labels, predictions, processed)
+        if not stop.is_set():  # a window cut short by a stop is not a measurement
+            atomic_write_json(self.layout.result_file(self.name, window), stats.to_dict())
+        self._write_live(stats, directive)
+        log.info("%s: window %d accuracy %s, %d/%d frames processed, %d failed requests", self.name, window,
+                 "n/a" if stats.accuracy is None else f"{stats.accuracy:.3f}", stats.processed_frames,
+                 stats.frames, stats.failed_requests)
+        return stats
+
+    def _flush(self, data: WindowData, buffer: list[np.ndarray], window: int, index: int) -> int:
+        chosen = np.concatenate(buffer)
+        self.spool.write_chunk(window, index, data.take(chosen))
+        return int(len(chosen))
+
+    def _write_live(self, stats: WindowStats, directive: CameraDirective) -> None:
+        atomic_write_json(self.layout.live_file(self.name), {
+            "camera": self.name, "window": stats.window, "stride": directive.stride, "time": time.time(),
+            "requests_total": self.totals["requests"], "failed_requests_total": self.totals["failed_requests"],
+            "window_requests": stats.requests, "window_failed_requests": stats.failed_requests,
+        })
+
+
+def _group_by_frame(local_frame: np.ndarray, frames: int) -> list[np.ndarray]:
+    """Crop indices per frame 0..frames-1 (crops outside the window are ignored)."""
+    order = np.argsort(local_frame, kind="stable")
+    sorted_frames = local_frame[order]
+    bounds = np.searchsorted(sorted_frames, np.arange(frames + 1))
+    return [order[bounds[k]:bounds[k + 1]] for k in range(frames)]

@@ -1,0 +1,64 @@
+"""A CPU share is realised: a process at share s of the machine gets about s of it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from controller.cpu_shares import DutyCycler, cpu_seconds, duty_for_share, threads_for_share
+
+BUSY = "import time\nwhile True: pass\n"
+
+
+def test_thread_and_duty_arithmetic():
+    assert threads_for_share(0.25, 2) == 1 and duty_for_share(0.25, 2, 1) == pytest.approx(0.5)
+    assert threads_for_share(0.7, 2) == 2 and duty_for_share(0.7, 2, 2) == pytest.approx(0.7)
+    assert threads_for_share(1.0, 2) == 2 and duty_for_share(1.0, 2, 2) == 1.0
+    assert threads_for_share(0.01, 16) == 1
+    # threads x duty = share x cores
+    for share in (0.05, 0.3, 0.55, 0.9):
+        t = threads_for_share(share, 8)
+        assert t * duty_for_share(share, 8, t) == pytest.approx(share * 8)
+
+
+@pytest.mark.parametrize("share", [0.1, 0.25])
+def test_duty_cycled_process_gets_its_share(share):
+    cores = os.cpu_count() or 1
+    process = subprocess.Popen([sys.executable, "-c", BUSY])
+    cycler = DutyCycler(cores=cores, period_s=0.1)
+    try:
+        time.sleep(0.3)
+        cycler.set_share(process.pid, share, threads=1)
+        time.sleep(0.3)
+        start_cpu, start = cpu_seconds(process.pid), time.monotonic()
+        time.sleep(3.0)
+        used = (cpu_seconds(process.pid) - start_cpu) / (time.monotonic() - start)
+        # One thread can use at most one core; the share asks for share*cores of them.
+        want = min(1.0, share * cores)
+        assert used == pytest.approx(want, abs=0.15), f"got {used:.2f} cores, wanted {want:.2f}"
+    finally:
+        cycler.remove(process.pid)
+        cycler.close()
+        process.kill()
+        process.wait()
+
+
+def test_removed_process_is_left_running():
+    process = subprocess.Popen([sys.executable, "-c", BUSY])
+    cycler = DutyCycler(cores=2, period_s=0.1)
+    try:
+        cycler.set_share(process.pid, 0.05, threads=1)
+        time.sleep(0.5)
+        cycler.remove(process.pid)
+        time.sleep(0.1)
+        before = cpu_seconds(process.pid)
+        time.sleep(1.0)
+        assert cpu_seconds(process.pid) - before > 0.5  # running freely again, not left stopped
+    finally:
+        cycler.close()
+        process.kill()
+        process.wait()
