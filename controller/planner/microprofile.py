@@ -1,0 +1,157 @@
+"""Micro-profiler: measurements -> RetrainOption predictions, config pruning, prediction ledger.
+
+Pure data structures; the controller runs the micro-profiling jobs and persists these (to_dict).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from statistics import median
+
+from .curves import LearningCurve, extrapolation_point, fit_learning_curve
+from .profiles import RetrainOption, ThroughputCurve
+
+
+@dataclass(frozen=True)
+class ConfigSpec:
+    """A retraining config's knobs that matter to extrapolation."""
+
+    name: str
+    epochs: float
+    data_fraction: float  # of the window's labelled data
+
+
+@dataclass(frozen=True)
+class MicroProfile:
+    """One config's micro-profile on one camera: brief training from the serving model."""
+
+    camera: str
+    config: ConfigSpec
+    start_accuracy: float  # the serving model's validation accuracy before training
+    epoch_accuracies: tuple[float, ...]  # validation accuracy after each micro-profile epoch
+    seconds_per_epoch: float  # wall seconds per micro-profile epoch
+    profile_fraction: float = 0.1  # the subsample's fraction of the window's data
+    profile_share: float = 1.0  # GPU share the micro-profile ran at
+
+
+@dataclass(frozen=True)
+class Prediction:
+    option: RetrainOption
+    curve: LearningCurve
+
+
+def predict(mp: MicroProfile, throughput: ThroughputCurve | None = None,
+            data_exponent: float = 0.5) -> Prediction:
+    """Extrapolate accuracy to the config's epochs and data; cost in GPU-seconds at one whole GPU:
+    seconds per epoch x throughput(profile share) x epochs x (data fraction / profile fraction)."""
+    thr = throughput or ThroughputCurve()
+    xs = list(range(1, len(mp.epoch_accuracies) + 1))
+    curve = fit_learning_curve(mp.start_accuracy, xs, mp.epoch_accuracies)
+    x = extrapolation_point(mp.config.epochs, mp.config.data_fraction, mp.profile_fraction, data_exponent)
+    acc = min(max(curve(x), 0.0), 1.0)
+    per_epoch_full = max(mp.seconds_per_epoch, 0.0) * thr(mp.profile_share)
+    cost = per_epoch_full * mp.config.epochs * mp.config.data_fraction / mp.profile_fraction
+    return Prediction(RetrainOption(mp.camera, mp.config.name, acc, cost), curve)
+
+
+def predict_options(profiles: Iterable[MicroProfile], throughput: ThroughputCurve | None = None,
+                    data_exponent: float = 0.5) -> list[RetrainOption]:
+    """One option per micro-profile (a failed fit gives the conservative fallback, never a drop)."""
+    return [predict(mp, throughput, data_exponent).option for mp in profiles]
+
+
+@dataclass
+class ConfigPruner:
+    """Which configs to micro-profile: all in the first window; every `period` windows drop `fraction`
+    of the remaining ones that were worst (lowest mean rank of predicted accuracy gain per GPU-second,
+    dominated configs ranking last), keeping at least `min_keep`."""
+
+    configs: list[str]
+    period: int = 2
+    fraction: float = 0.25
+    min_keep: int = 4
+    windows_seen: int = 0
+    scores: dict[str, list[float]] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)
+
+    @property
+    def active(self) -> list[str]:
+        return [c for c in self.configs if c not in self.dropped]
+
+    def observe(self, options: Sequence[RetrainOption], start_accuracy: float) -> None:
+        """Record one camera-window's predicted options (call per camera, then end_window)."""
+        opts = [o for o in options if o.config in self.active]
+        if not opts:
+            return
+        n = len(opts)
+        dominated = {o.config for o in opts for p in opts
+                     if p is not o and p.end_accuracy >= o.end_accuracy and p.gpu_seconds <= o.gpu_seconds
+                     and (p.end_accuracy > o.end_accuracy or p.gpu_seconds < o.gpu_seconds)}
+        value = sorted(opts, key=lambda o: ((o.end_accuracy - start_accuracy) / max(o.gpu_seconds, 1e-6)))
+        for rank, o in enumerate(value):
+            score = rank / max(n - 1, 1)
+            if o.config in dominated:
+                score = min(score, 0.0) - 1.0
+            self.scores.setdefault(o.config, []).append(score)
+
+    def end_window(self) -> list[str]:
+        """Close a window; returns the configs dropped now."""
+        self.windows_seen += 1
+        if self.windows_seen % self.period != 0:
+            return []
+        act = self.active
+        k = min(int(len(act) * self.fraction), len(act) - self.min_keep)
+        if k <= 0:
+            return []
+        mean = {c: (sum(self.scores[c]) / len(self.scores[c]) if self.scores.get(c) else 0.0) for c in act}
+        worst = sorted(act, key=lambda c: (mean[c], c))[:k]
+        self.dropped.extend(worst)
+        self.scores = {c: v for c, v in self.scores.items() if c not in worst}
+        return worst
+
+    def to_dict(self) -> dict:
+        return {"configs": self.configs, "period": self.period, "fraction": self.fraction,
+                "min_keep": self.min_keep, "windows_seen": self.windows_seen, "scores": self.scores,
+                "dropped": self.dropped}
+
+    @staticmethod
+    def from_dict(d: dict) -> ConfigPruner:
+        return ConfigPruner(list(d["configs"]), d["period"], d["fraction"], d["min_keep"], d["windows_seen"],
+                            {k: list(v) for k, v in d["scores"].items()}, list(d["dropped"]))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    camera: str
+    window: int
+    config: str
+    predicted_accuracy: float
+    actual_accuracy: float
+    predicted_gpu_seconds: float
+    actual_gpu_seconds: float
+
+
+@dataclass
+class PredictionLedger:
+    """Predicted vs actual accuracy and cost of retraining jobs, as results come back."""
+
+    records: list[Outcome] = field(default_factory=list)
+
+    def record(self, outcome: Outcome) -> None:
+        self.records.append(outcome)
+
+    def median_abs_accuracy_error(self) -> float | None:
+        errs = [abs(r.predicted_accuracy - r.actual_accuracy) for r in self.records]
+        return median(errs) if errs else None
+
+    def median_cost_ratio(self) -> float | None:
+        rs = [r.actual_gpu_seconds / r.predicted_gpu_seconds for r in self.records if r.predicted_gpu_seconds > 0]
+        return median(rs) if rs else None
+
+    def to_dict(self) -> dict:
+        return {"records": [r.__dict__ for r in self.records]}
+
+    @staticmethod
+    def from_dict(d: dict) -> PredictionLedger:
+        return PredictionLedger([Outcome(**r) for r in d.get("records", [])])

@@ -1,0 +1,102 @@
+"""Learning-curve fits, micro-profile predictions, pruning and the prediction ledger."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from controller.planner.curves import extrapolation_point, fit_learning_curve
+from controller.planner.microprofile import (
+    ConfigPruner,
+    ConfigSpec,
+    MicroProfile,
+    Outcome,
+    PredictionLedger,
+    predict,
+    predict_options,
+)
+from controller.planner.profiles import RetrainOption, ThroughputCurve
+
+
+def saturating(a0: float, g: float, k: float, x: np.ndarray) -> np.ndarray:
+    return a0 + g * k * x / (1 + k * x)
+
+
+@pytest.mark.parametrize("a0,g,k", [(0.6, 0.25, 0.4), (0.5, 0.4, 0.1), (0.8, 0.1, 2.0), (0.7, -0.1, 1.0)])
+def test_fit_recovers_synthetic_curves(a0: float, g: float, k: float) -> None:
+    xs = np.arange(1, 6, dtype=float)
+    c = fit_learning_curve(a0, xs, saturating(a0, g, k, xs))
+    assert c.fitted
+    for x in (5.0, 15.0, 30.0):
+        assert c(x) == pytest.approx(float(saturating(a0, g, k, np.array([x]))[0]), abs=0.02)
+
+
+def test_fit_is_robust_to_an_outlier() -> None:
+    xs = np.arange(1, 6, dtype=float)
+    ys = saturating(0.6, 0.25, 0.5, xs)
+    ys[2] = 0.2  # a bad evaluation
+    c = fit_learning_curve(0.6, xs, ys)
+    assert c.fitted and abs(c(30) - float(saturating(0.6, 0.25, 0.5, np.array([30.0]))[0])) < 0.05
+
+
+@pytest.mark.parametrize("ys", [[], [float("nan")] * 5, [0.7], [0.7, 0.7, 0.7, 0.7, 0.7], [1.0, 1.0, 1.0],
+                                [0.0, 0.9, 0.1, 0.8, 0.2]])
+def test_degenerate_data_never_drops(ys: list[float]) -> None:
+    c = fit_learning_curve(0.6, list(range(1, len(ys) + 1)), ys)
+    v = c(30)
+    assert math.isfinite(v) and 0.0 <= v <= 1.0
+
+
+def test_start_at_one_and_fallback_is_conservative() -> None:
+    c = fit_learning_curve(1.0, [1, 2], [1.0, 1.0])
+    assert c(10) == pytest.approx(1.0)
+    c = fit_learning_curve(0.6, [1], [0.7])
+    assert not c.fitted and c(30) == pytest.approx(0.7)
+
+
+def test_extrapolation_point() -> None:
+    assert extrapolation_point(30, 1.0, 0.1, 0.0) == 30
+    assert extrapolation_point(30, 1.0, 0.1, 1.0) == pytest.approx(300)
+    assert extrapolation_point(5, 0.1, 0.1) == pytest.approx(5)
+
+
+def test_predict_scales_cost_through_throughput() -> None:
+    mp = MicroProfile("cam", ConfigSpec("all-d1-e30", 30, 1.0), 0.6, (0.66, 0.7, 0.72, 0.73, 0.74), 2.0,
+                      profile_fraction=0.1, profile_share=0.25)
+    lin = predict(mp).option
+    assert lin.gpu_seconds == pytest.approx(2.0 * 0.25 * 30 * 10)
+    curve = ThroughputCurve.from_points({"1.0": 5493, "0.5": 5265, "0.25": 3427, "0.1": 1723})
+    meas = predict(mp, curve).option
+    assert meas.gpu_seconds == pytest.approx(2.0 * curve(0.25) * 300)
+    assert 0.74 <= lin.end_accuracy <= 1.0
+    bad = MicroProfile("cam", ConfigSpec("x", 5, 0.1), 0.6, (), 1.0)
+    opts = predict_options([mp, bad])
+    assert [o.config for o in opts] == ["all-d1-e30", "x"]  # never dropped
+    assert opts[1].end_accuracy == pytest.approx(0.6)
+
+
+def test_pruner_drops_worst_every_two_windows() -> None:
+    names = [f"c{k}" for k in range(8)]
+    pr = ConfigPruner(names, period=2, fraction=0.25, min_keep=4)
+    for w in range(4):
+        opts = [RetrainOption("cam", n, 0.6 + 0.02 * k, 10.0 + k) for k, n in enumerate(names)]
+        opts[0] = RetrainOption("cam", "c0", 0.55, 100.0)  # dominated: worse and dearer
+        pr.observe(opts, 0.6)
+        dropped = pr.end_window()
+        if w == 0:
+            assert dropped == [] and len(pr.active) == 8
+        if w == 1:
+            assert len(dropped) == 2 and "c0" in dropped
+    assert len(pr.active) >= 4
+    again = ConfigPruner.from_dict(pr.to_dict())
+    assert again.active == pr.active
+
+
+def test_ledger() -> None:
+    led = PredictionLedger()
+    led.record(Outcome("a", 0, "x", 0.8, 0.75, 10, 12))
+    led.record(Outcome("a", 1, "x", 0.7, 0.72, 10, 8))
+    assert led.median_abs_accuracy_error() == pytest.approx(0.035)
+    assert PredictionLedger.from_dict(led.to_dict()).records == led.records
