@@ -1,0 +1,428 @@
+"""Prometheus metrics of the controller and the camera clients.
+
+Every `ControllerMetrics` owns its own CollectorRegistry (tests can make several; nothing is registered
+in prometheus_client's global registry). Names follow the Prometheus conventions: an `ekya_` prefix,
+base units (`_seconds`, `_bytes`), `_ratio` for 0..1 values, `_total` for counters, `_info` for the
+retraining config. Shares are fractions of one GPU (of the CPU pool in CPU mode).
+
+The alert rules (alerts/ekya-rules.yml) and the Grafana dashboard use these names; tests check that every
+name they reference is exported here (`exported_series_names`).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    generate_latest,
+    start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+__all__ = [
+    "GPU_SERIES",
+    "ControllerMetrics",
+    "GpuCollector",
+    "MetricsServer",
+    "exported_series_names",
+    "referenced_metric_names",
+]
+
+NAMESPACE = "ekya"
+# Trainer failure reasons are a closed set (a label value per failure text would explode cardinality).
+TRAINER_FAILURE_REASONS = ("oom", "crash", "timeout", "killed", "invalid_output", "other")
+
+_WINDOW_BUCKETS = (1, 5, 10, 20, 30, 60, 120, 200, 300, 600, 1200, 3600)
+_PLANNING_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_ERROR_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
+
+
+@dataclass
+class MetricsServer:
+    """A running /metrics HTTP endpoint."""
+
+    server: ThreadingHTTPServer
+    thread: threading.Thread
+
+    @property
+    def address(self) -> str:
+        return str(self.server.server_address[0])
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}:{self.port}/metrics"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+class GpuCollector(Collector):
+    """GPU utilisation and memory read through NVML at scrape time; exports nothing without a GPU."""
+
+    def collect(self) -> Iterator[Metric]:
+        from controller.gpu import gpu_inventory  # imported lazily: NVML is initialised on first scrape
+
+        gpus = gpu_inventory()
+        if not gpus:
+            return
+        labels = ["gpu", "uuid", "name"]
+        util = GaugeMetricFamily(GPU_SERIES[0], "GPU busy fraction (NVML).", labels=labels)
+        used = GaugeMetricFamily(GPU_SERIES[1], "GPU memory in use (NVML).", labels=labels)
+        total = GaugeMetricFamily(GPU_SERIES[2], "GPU memory size (NVML).", labels=labels)
+        for gpu in gpus:
+            values = [str(gpu.index), gpu.uuid, gpu.name]
+            if gpu.utilization_ratio is not None:
+                util.add_metric(values, gpu.utilization_ratio)
+            used.add_metric(values, gpu.memory_used_bytes)
+            total.add_metric(values, gpu.memory_total_bytes)
+        yield from (util, used, total)
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # metric set depends on the host: do not let the registry pre-check names
+
+
+class ControllerMetrics:
+    """All the project's metrics, in a registry of their own."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, gpu_telemetry: bool = True) -> None:
+        # The `_created` series double every counter/histogram and nothing here reads them. The switch is
+        # process-wide; the processes exporting these metrics are ours.
+        disable_created_metrics()
+        self._ticked = False
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        cam = ["camera"]
+
+        # --------------------------------------------------------------------------- per camera
+        self.live_accuracy = Gauge(
+            "ekya_camera_live_accuracy_ratio",
+            "Accuracy of the serving model on the last window's freshly labelled frames.",
+            cam,
+            registry=r,
+        )
+        self.retrained_accuracy = Gauge(
+            "ekya_camera_retrained_accuracy_ratio",
+            "Held-out accuracy of the camera's last retrained model (published or not).",
+            cam,
+            registry=r,
+        )
+        self.serving_version = Gauge(
+            "ekya_camera_serving_version", "Triton model version serving the camera.", cam, registry=r
+        )
+        self.inference_share = Gauge(
+            "ekya_camera_inference_share_ratio",
+            "Planned inference share (fraction of one GPU, or of the CPU pool).",
+            cam,
+            registry=r,
+        )
+        self.training_share = Gauge(
+            "ekya_camera_training_share_ratio",
+            "Planned retraining share (fraction of one GPU, or of the CPU pool); 0 when not retraining.",
+            cam,
+            registry=r,
+        )
+        self.instances = Gauge(
+            "ekya_camera_triton_instances", "Triton model instances serving the camera.", cam, registry=r
+        )
+        self.frame_stride = Gauge(
+            "ekya_camera_frame_stride",
+            "Frame stride the camera client follows (1 = every frame).",
+            cam,
+            registry=r,
+        )
+        self.retraining_config = Info(
+            "ekya_camera_retraining_config",
+            "Retraining configuration chosen for the camera this window.",
+            cam,
+            registry=r,
+        )
+        self.profiled_predicted = Gauge(
+            "ekya_microprofiler_predicted_accuracy_ratio",
+            "Micro-profiler's predicted end accuracy of the chosen retraining config.",
+            cam,
+            registry=r,
+        )
+        self.profiled_actual = Gauge(
+            "ekya_microprofiler_actual_accuracy_ratio",
+            "Measured end accuracy of the chosen retraining config (compare with the prediction).",
+            cam,
+            registry=r,
+        )
+        self.profiled_error = Histogram(
+            "ekya_microprofiler_absolute_error_ratio",
+            "Absolute error of the micro-profiler's accuracy predictions.",
+            registry=r,
+            buckets=_ERROR_BUCKETS,
+        )
+        self.inference_requests = Counter(
+            "ekya_camera_inference_requests",
+            "Inference requests sent to Triton by the camera client.",
+            cam,
+            registry=r,
+        )
+        self.inference_failures = Counter(
+            "ekya_camera_inference_failures",
+            "Inference requests that failed or timed out (camera client).",
+            cam,
+            registry=r,
+        )
+
+        # --------------------------------------------------------------------------- controller
+        self.window_length = Gauge(
+            "ekya_window_length_seconds", "Configured retraining window length.", registry=r
+        )
+        self.current_window = Gauge("ekya_current_window", "Index of the window in progress.", registry=r)
+        self.window_duration = Histogram(
+            "ekya_window_duration_seconds",
+            "Wall time of completed windows.",
+            registry=r,
+            buckets=_WINDOW_BUCKETS,
+        )
+        self.planning_duration = Histogram(
+            "ekya_planning_duration_seconds",
+            "Time the scheduler took to plan (per planning run).",
+            registry=r,
+            buckets=_PLANNING_BUCKETS,
+        )
+        self.windows_completed = Counter("ekya_windows_completed", "Windows completed.", registry=r)
+        self.last_tick = Gauge(
+            "ekya_last_tick_timestamp_seconds", "Unix time of the controller's last window tick.", registry=r
+        )
+        self.trainer_failures = Counter(
+            "ekya_trainer_failures",
+            "Retraining jobs that failed, by reason.",
+            ["camera", "reason"],
+            registry=r,
+        )
+        self.swaps = Counter(
+            "ekya_model_swaps", "Successful hot swaps of a camera's serving model.", cam, registry=r
+        )
+        self.swap_failures = Counter(
+            "ekya_model_swap_failures",
+            "Hot swaps that failed (the old version kept serving).",
+            cam,
+            registry=r,
+        )
+        self.build_info = Info("ekya_build", "Controller build.", registry=r)
+        self.build_info.info({"version": _version()})
+
+        if gpu_telemetry:
+            r.register(GpuCollector())
+
+    # ------------------------------------------------------------------------------ camera methods
+    def observe_camera(
+        self,
+        camera: str,
+        *,
+        live_accuracy: float | None = None,
+        retrained_accuracy: float | None = None,
+        serving_version: int | None = None,
+        inference_share: float | None = None,
+        training_share: float | None = None,
+        instances: int | None = None,
+        frame_stride: int | None = None,
+    ) -> None:
+        """Set whichever of the camera's gauges are given."""
+        for gauge, value in (
+            (self.live_accuracy, live_accuracy),
+            (self.retrained_accuracy, retrained_accuracy),
+            (self.serving_version, serving_version),
+            (self.inference_share, inference_share),
+            (self.training_share, training_share),
+            (self.instances, instances),
+            (self.frame_stride, frame_stride),
+        ):
+            if value is not None:
+                gauge.labels(camera).set(float(value))
+
+    def set_retraining_config(
+        self, camera: str, config: str | None, params: Mapping[str, Any] | None = None
+    ) -> None:
+        """The config chosen for the camera (None: not retraining this window)."""
+        values = {"config": config or "none"}
+        for key, value in (params or {}).items():
+            if key in ("camera", "config"):
+                continue
+            values[re.sub(r"[^a-zA-Z0-9_]", "_", key)] = str(value)
+        self.retraining_config.labels(camera).info(values)
+
+    def observe_profile(self, camera: str, predicted: float, actual: float) -> None:
+        self.profiled_predicted.labels(camera).set(predicted)
+        self.profiled_actual.labels(camera).set(actual)
+        self.profiled_error.observe(abs(predicted - actual))
+
+    def record_inference(self, camera: str, requests: int, failures: int = 0) -> None:
+        if requests < 0 or failures < 0:
+            raise ValueError("request and failure counts must be >= 0")
+        self.inference_requests.labels(camera).inc(requests)
+        self.inference_failures.labels(camera).inc(failures)
+
+    def record_swap(self, camera: str, ok: bool) -> None:
+        (self.swaps if ok else self.swap_failures).labels(camera).inc()
+
+    def record_trainer_failure(self, camera: str, reason: str) -> None:
+        if reason not in TRAINER_FAILURE_REASONS:
+            reason = "other"
+        self.trainer_failures.labels(camera, reason).inc()
+
+    def remove_camera(self, camera: str) -> None:
+        """Drop a camera's series (it left the deployment)."""
+        for metric in (
+            self.live_accuracy,
+            self.retrained_accuracy,
+            self.serving_version,
+            self.inference_share,
+            self.training_share,
+            self.instances,
+            self.frame_stride,
+            self.retraining_config,
+            self.profiled_predicted,
+            self.profiled_actual,
+            self.inference_requests,
+            self.inference_failures,
+            self.swaps,
+            self.swap_failures,
+        ):
+            try:
+                metric.remove(camera)
+            except KeyError:
+                pass
+        for reason in TRAINER_FAILURE_REASONS:
+            try:
+                self.trainer_failures.remove(camera, reason)
+            except KeyError:
+                pass
+
+    # -------------------------------------------------------------------------- controller methods
+    def set_window_length(self, seconds: float) -> None:
+        """Mark this process as running the window loop (the not-ticking alert only watches such
+        processes). Until the first tick, the last-tick time is the time of this call."""
+        if seconds <= 0:
+            raise ValueError(f"window length must be > 0 s, got {seconds}")
+        self.window_length.set(seconds)
+        if not self._ticked:
+            self.last_tick.set(time.time())
+
+    def tick(self, window: int | None = None, timestamp: float | None = None) -> None:
+        """The window loop ran (call at every tick, even one that only coalesced a late window)."""
+        self._ticked = True
+        self.last_tick.set(time.time() if timestamp is None else timestamp)
+        if window is not None:
+            self.current_window.set(window)
+
+    def record_window(self, duration_s: float) -> None:
+        self.window_duration.observe(duration_s)
+        self.windows_completed.inc()
+
+    def record_planning(self, duration_s: float) -> None:
+        self.planning_duration.observe(duration_s)
+
+    # ---------------------------------------------------------------------------------- exposition
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def serve(self, port: int, address: str = "127.0.0.1") -> MetricsServer:
+        """Start the /metrics endpoint in a daemon thread (port 0: any free port)."""
+        server, thread = start_http_server(port, addr=address, registry=self.registry)
+        return MetricsServer(server, thread)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ekya")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+# -------------------------------------------------------------------------------- name bookkeeping
+_SUFFIXES = {
+    "counter": ("_total",),
+    "histogram": ("_bucket", "_sum", "_count"),
+    "summary": ("_sum", "_count"),
+    "info": ("_info",),
+    "gaugehistogram": ("_gsum", "_gcount", "_bucket"),
+}
+
+
+GPU_SERIES = (
+    f"{NAMESPACE}_gpu_utilization_ratio",
+    f"{NAMESPACE}_gpu_memory_used_bytes",
+    f"{NAMESPACE}_gpu_memory_total_bytes",
+)
+
+
+def exported_series_names(registry: CollectorRegistry) -> set[str]:
+    """Every sample name the registry can export, whether or not a labelled child exists yet (and the
+    GPU series when a GpuCollector is registered, even on a machine without a GPU)."""
+    names: set[str] = set()
+    for family in registry.collect():
+        suffixes = _SUFFIXES.get(family.type)
+        names |= {family.name} if suffixes is None else {family.name + s for s in suffixes}
+    if any(isinstance(c, GpuCollector) for c in _collectors(registry)):
+        names |= set(GPU_SERIES)
+    return names
+
+
+def _collectors(registry: CollectorRegistry) -> list[Collector]:
+    return list(getattr(registry, "_collector_to_names", {}))
+
+
+_PROMQL_WORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "offset",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "inf",
+    "nan",
+    "atan2",
+    "start",
+    "end",
+    "le",
+}
+
+
+def referenced_metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads (label matchers, strings, durations and functions
+    removed). Good enough for checking rule files and dashboards against the exported names."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', '""', expr)  # strings
+    text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", " ", text)  # range selectors and subqueries
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)  # label lists
+    text = re.sub(r"\$\{?\w+\}?", " ", text)  # Grafana variables ($camera, $__rate_interval)
+    names = set()
+    for match in re.finditer(r"(?<![\w.:])([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?", text):
+        word, call = match.group(1), match.group(2)
+        if call or word in _PROMQL_WORDS:
+            continue
+        if re.fullmatch(r"\d+[smhdwy]", word):
+            continue
+        names.add(word)
+    return names

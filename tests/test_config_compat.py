@@ -1,0 +1,35 @@
+"""The deployment config agrees with the modules that consume it (trainer models, synthetic streams)."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+
+import pytest
+
+from controller.config import EdgeModelConfig, GoldenModelConfig, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = [
+    ROOT / "examples" / "deployment.yaml",
+    ROOT / "examples" / "gpu-deployment.yaml",
+    ROOT / "docker" / "config" / "deployment.yaml",
+]
+
+
+def test_model_families_are_the_ones_the_trainer_builds() -> None:
+    from trainer import models  # imports torch: kept inside the test
+    edge = set(typing.get_args(EdgeModelConfig.model_fields["family"].annotation))
+    golden = set(typing.get_args(GoldenModelConfig.model_fields["family"].annotation))
+    assert edge == set(models.EDGE_FAMILIES)
+    assert golden == set(models.GOLDEN_FAMILIES)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_shipped_camera_makes_a_valid_synthetic_stream(path: Path) -> None:
+    from controller import sources
+    cfg = load_config(path)
+    for name in cfg.camera_names:
+        spec = sources.stream_spec(cfg, name)
+        assert spec.crop_size == cfg.edge_model.input_size
+        assert spec.frames_per_window >= 1
