@@ -1,0 +1,67 @@
+"""`ekya status --config C`: cameras, serving versions, live accuracy, shares, running jobs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, required=True, help="deployment config (YAML)")
+    parser.add_argument("--json", action="store_true", help="print the raw state as JSON")
+
+
+def _fmt(value, spec: str = ".3f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from controller.config import ConfigError, load_config
+    from controller.layout import DataLayout
+    from controller.state import ControllerState
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    layout = DataLayout(Path(config.data.dir))
+    state = ControllerState.load(layout.state_file)
+    if state is None:
+        print(f"no controller state at {layout.state_file}: has `ekya run` been started?", file=sys.stderr)
+        return 1
+    if args.json:
+        print(state.model_dump_json(indent=2))
+        return 0
+    console = Console()
+    now = time.time()
+    in_window = (now - state.t0) - max(0, state.window) * state.window_seconds
+    console.print(f"window {state.window} ({in_window:.0f}s of {state.window_seconds:.0f}s), "
+                  f"{state.swaps} swaps ({state.failed_swaps} failed), {state.trainer_failures} trainer failures")
+    table = Table(title="cameras")
+    for column in ("camera", "version", "accuracy (held-out)", "window accuracy", "inference share", "stride",
+                   "instances", "training share", "config"):
+        table.add_column(column)
+    for name, cam in state.cameras.items():
+        live = json.loads(layout.live_file(name).read_text()) if layout.live_file(name).exists() else {}
+        table.add_row(name, str(cam.serving_version), _fmt(cam.serving_accuracy), _fmt(cam.live_accuracy),
+                      _fmt(cam.inference_share, ".2f"), str(live.get("stride", cam.stride)), str(cam.instances),
+                      _fmt(cam.training_share, ".2f"), cam.config or "-")
+    console.print(table)
+    if state.jobs:
+        jobs = Table(title="running trainers")
+        for column in ("job", "camera", "config", "share", "pid", "running for"):
+            jobs.add_column(column)
+        for job in state.jobs.values():
+            jobs.add_row(job.job_id, job.camera, job.config, f"{job.share:.2f}", str(job.pid),
+                         f"{now - job.started_at:.0f}s")
+        console.print(jobs)
+    else:
+        console.print("no trainers running")
+    return 0

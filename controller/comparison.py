@@ -1,0 +1,230 @@
+"""Run the same deployment under several schedulers, one after the other, on the same camera streams,
+and compare the accuracy the cameras measured (the demo and bench/e2e.py).
+
+Every run is real: its own embedded Triton, the controller, one camera-client process per camera and
+trainer processes. Bootstrap models are trained once and shared, so each run starts from the same
+models; the synthetic streams are deterministic, so each run sees the same frames.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from controller.config import DeploymentConfig, parse_config
+from controller.layout import DataLayout
+from trainer.atomic import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SchedulerRun:
+    scheduler: str
+    accuracy: dict[int, dict[str, float | None]] = field(default_factory=dict)  # window -> camera -> acc
+    requests: int = 0
+    failed_requests: int = 0
+    swaps: int = 0
+    failed_swaps: int = 0
+    trainer_failures: int = 0
+    seconds: float = 0.0
+    history: list[dict] = field(default_factory=list)
+
+    def mean(self, windows: list[int] | None = None) -> float | None:
+        values = [a for w, cams in self.accuracy.items() if windows is None or w in windows
+                  for a in cams.values() if a is not None]
+        return sum(values) / len(values) if values else None
+
+
+def _config_for_run(raw: dict, base_dir: Path, run_dir: Path, scheduler: str) -> tuple[dict, DeploymentConfig]:
+    data = copy.deepcopy(raw)
+    data.setdefault("scheduler", {})["name"] = scheduler
+    data.setdefault("data", {})["dir"] = str(run_dir / "data")
+    data.setdefault("metrics", {})["port"] = 0
+    data.setdefault("triton", {"mode": "embedded"})
+    for camera in data.get("cameras", []):  # the run's config file lives elsewhere: make paths absolute
+        source = camera.get("source", {})
+        if source.get("kind") == "folder" and not os.path.isabs(source.get("manifest", "/")):
+            source["manifest"] = str((base_dir / source["manifest"]).resolve())
+    return data, parse_config(data, base_dir=base_dir, source=str(run_dir / "deployment.yaml"))
+
+
+def run_scheduler(raw: dict, base_dir: Path, work_dir: Path, scheduler: str, windows: int,
+                  models_cache: Path) -> SchedulerRun:
+    from controller.service import run_controller
+
+    run_dir = work_dir / scheduler
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    data, config = _config_for_run(raw, base_dir, run_dir, scheduler)
+    config_file = run_dir / "deployment.yaml"
+    config_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    layout = DataLayout(Path(config.data.dir))
+    cameras: list[subprocess.Popen] = []
+    started = time.monotonic()
+
+    def launch_cameras(_controller) -> None:
+        for name in config.camera_names:
+            log_file = open(run_dir / f"camera-{name}.log", "wb")
+            cameras.append(subprocess.Popen(
+                [sys.executable, "-m", "controller.cli", "camera", "--config", str(config_file), "--name", name,
+                 "--windows", str(windows)], stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True))
+            log_file.close()
+
+    try:
+        controller = run_controller(config, max_windows=windows, on_started=launch_cameras,
+                                    models_cache=models_cache, bootstrap_progress=False)
+    finally:
+        deadline = time.monotonic() + 30
+        for process in cameras:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.terminate()
+                process.wait(timeout=10)
+    run = SchedulerRun(scheduler, seconds=time.monotonic() - started)
+    for window in range(windows):
+        run.accuracy[window] = {}
+        for name in config.camera_names:
+            path = layout.result_file(name, window)
+            result = json.loads(path.read_text()) if path.exists() else {}
+            run.accuracy[window][name] = result.get("accuracy")
+            run.requests += int(result.get("requests", 0))
+            run.failed_requests += int(result.get("failed_requests", 0))
+    state = controller.state
+    if state is not None:
+        run.swaps, run.failed_swaps, run.trainer_failures = state.swaps, state.failed_swaps, state.trainer_failures
+        run.history = [record.model_dump() for record in state.history]
+    return run
+
+
+def run_comparison(config_path: Path, schedulers: list[str], windows: int, work_dir: Path,
+                   overrides: dict | None = None) -> list[SchedulerRun]:
+    from controller.bootstrap_settings import bootstrap_for
+
+    raw = yaml.safe_load(Path(config_path).read_text())
+    for key, value in (overrides or {}).items():
+        raw[key] = value
+    base_dir = Path(config_path).resolve().parent
+    work_dir = Path(work_dir).resolve()
+    models_cache = work_dir / "models"
+    _, config = _config_for_run(raw, base_dir, work_dir / "bootstrap", schedulers[0])
+    print(f"bootstrap: edge {config.edge_model.family} {config.edge_model.input_size}px and golden "
+          f"{config.golden_model.family} (cached in {models_cache})", flush=True)
+    boot = bootstrap_for(config, progress=sys.stderr.isatty(), cache_dir=models_cache)
+    print(f"bootstrap {'reused' if boot.reused else 'trained'} in {boot.seconds:.0f}s: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in boot.accuracy.items()), flush=True)
+    runs = []
+    for scheduler in schedulers:
+        print(f"running {scheduler}: {len(config.cameras)} cameras x {windows} windows of "
+              f"{config.window_seconds:.0f}s ...", flush=True)
+        run = run_scheduler(raw, base_dir, work_dir, scheduler, windows, models_cache)
+        runs.append(run)
+        mean = run.mean()
+        print(f"  {scheduler}: mean accuracy {'n/a' if mean is None else f'{mean:.3f}'}, {run.swaps} swaps, "
+              f"{run.failed_requests} failed of {run.requests} requests ({run.seconds:.0f}s)", flush=True)
+    atomic_write_json(work_dir / "comparison.json", summary(runs, windows))
+    return runs
+
+
+def summary(runs: list[SchedulerRun], windows: int) -> dict:
+    retrain_windows = list(range(1, windows))
+    cameras = sorted({c for run in runs for cams in run.accuracy.values() for c in cams})
+    return {
+        "cameras": len(cameras),
+        "windows": windows,
+        "failed_requests": sum(r.failed_requests for r in runs),
+        "requests": sum(r.requests for r in runs),
+        "swaps": sum(r.swaps for r in runs),
+        "schedulers": {
+            r.scheduler: {
+                "mean_accuracy": _round(r.mean()),
+                "mean_accuracy_retraining_windows": _round(r.mean(retrain_windows)),
+                "per_window": {str(w): _round(sum(v for v in cams.values() if v is not None) /
+                                              max(1, sum(v is not None for v in cams.values())))
+                               for w, cams in r.accuracy.items()},
+                "per_camera_window": {str(w): {c: _round(a) for c, a in cams.items()} for w, cams in r.accuracy.items()},
+                "swaps": r.swaps, "failed_requests": r.failed_requests, "trainer_failures": r.trainer_failures,
+            }
+            for r in runs
+        },
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def render_table(runs: list[SchedulerRun]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    cameras = sorted({c for run in runs for cams in run.accuracy.values() for c in cams})
+    windows = sorted({w for run in runs for w in run.accuracy})
+    table = Table(title="accuracy measured by the cameras, per window (skipped frames keep their track's last prediction)")
+    table.add_column("camera")
+    table.add_column("scheduler")
+    for w in windows:
+        table.add_column(f"w{w}", justify="right")
+    table.add_column("mean", justify="right")
+    for camera in cameras:
+        for run in runs:
+            values = [run.accuracy.get(w, {}).get(camera) for w in windows]
+            known = [v for v in values if v is not None]
+            table.add_row(camera, run.scheduler, *["-" if v is None else f"{v:.3f}" for v in values],
+                          f"{sum(known) / len(known):.3f}" if known else "-")
+        table.add_section()
+    for run in runs:
+        means = []
+        for w in windows:
+            vals = [v for v in run.accuracy.get(w, {}).values() if v is not None]
+            means.append(sum(vals) / len(vals) if vals else None)
+        overall = run.mean()
+        table.add_row("all", run.scheduler, *["-" if v is None else f"{v:.3f}" for v in means],
+                      "-" if overall is None else f"{overall:.3f}")
+    console.print(table)
+
+
+def plot(runs: list[SchedulerRun], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cameras = sorted({c for run in runs for cams in run.accuracy.values() for c in cams})
+    windows = sorted({w for run in runs for w in run.accuracy})
+    fig, axes = plt.subplots(1, len(cameras) + 1, figsize=(3.2 * (len(cameras) + 1), 3.2), sharey=True)
+    for run in runs:
+        mean = []
+        for w in windows:
+            vals = [v for v in run.accuracy.get(w, {}).values() if v is not None]
+            mean.append(sum(vals) / len(vals) if vals else float("nan"))
+        axes[0].plot(windows, mean, marker="o", label=run.scheduler)
+        for ax, camera in zip(axes[1:], cameras):
+            values = [run.accuracy.get(w, {}).get(camera) for w in windows]
+            ax.plot(windows, [float("nan") if v is None else v for v in values], marker="o", label=run.scheduler)
+    axes[0].set_title("all cameras (mean)")
+    for ax, camera in zip(axes[1:], cameras):
+        ax.set_title(camera)
+    for ax in axes:
+        ax.set_xlabel("window")
+        ax.set_xticks(windows)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy measured by the camera")
+    axes[0].legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,608 @@
+"""The retraining-window loop: one readable reconcile step per window, plus a monitor for trainers.
+
+tick() runs at every window boundary (an APScheduler interval job, see controller.service):
+  1. end the previous window: stop its unfinished trainers (publishing a best checkpoint that wins);
+  2. close the previous window's data: gather the cameras' spooled frames, label them with the golden
+     model through Triton, hold part out as the window's test set, measure the serving models on it;
+  3. micro-profile the candidate configs (within the profiling budget) and plan with the scheduler;
+  4. apply: Triton instance counts, camera frame strides, trainer processes with their shares.
+monitor() runs every second: a finished trainer's model is tested on the held-out data and published
+(hot swap) only if it beats the serving model; then the scheduler is re-run with the time left.
+All state that matters is persisted atomically (controller.state); a restarted controller kills the
+trainers its predecessor left, reattaches to the embedded Triton, and resumes at the next tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from controller.config import DeploymentConfig, GpuResources
+from controller.directives import CameraDirective, write_directive
+from controller.labelling import GOLDEN_MODEL, accuracy_through_triton, golden_labels
+from controller.layout import DataLayout
+from controller.metrics import ControllerMetrics
+from controller.planner import CameraState, CameraStatus, InferenceProfile, Plan, Problem, RetrainOption, plan, replan
+from controller.planner.microprofile import ConfigPruner, Outcome, PredictionLedger
+from controller.planner.profiles import ThroughputCurve
+from controller.spool import Spool
+from controller.state import CameraRecord, ControllerState, WindowRecord
+from controller.trainers import Finished, TrainerPool, kill_orphans
+from controller.triton.client import TritonClient
+from controller.triton.repository import ModelRepository
+from controller.triton.server import TritonServer, load_admin_key, new_admin_key_file
+from controller.triton.serving import PublishError, ServingManager
+from controller.triton.spec import ModelSpec
+from trainer.configs import RetrainConfig
+
+log = logging.getLogger(__name__)
+
+MAX_STRIDE = 1000  # "no inference": a camera with no share processes (almost) nothing
+
+
+@dataclass
+class WindowContext:
+    """What the current window's plan was made from (kept in memory; rebuilt next tick after a crash)."""
+
+    window: int
+    started: float  # wall-clock start of the window
+    problem: Problem | None = None
+    plan: Plan | None = None
+    data: dict[str, tuple[Path, Path]] = field(default_factory=dict)  # camera -> (train.npz, test.npz)
+    options: dict[str, dict[str, RetrainOption]] = field(default_factory=dict)
+    finished: set[str] = field(default_factory=set)
+    started_jobs: set[str] = field(default_factory=set)
+
+
+class Controller:
+    def __init__(self, config: DeploymentConfig, *, scheduler: str | None = None, max_windows: int | None = None,
+                 metrics: ControllerMetrics | None = None, bootstrap_progress: bool = True,
+                 models_cache: Path | None = None) -> None:
+        self.config = config
+        self.scheduler = scheduler or config.scheduler.name
+        self.max_windows = max_windows
+        self.layout = DataLayout(Path(config.data.dir))
+        self.gpu = isinstance(config.resources, GpuResources)
+        self.cores = (os.cpu_count() or 1) if self.gpu else config.resources.cores
+        self.capacity = float(config.resources.count) if self.gpu else 1.0  # G, in GPUs (or whole CPUs)
+        self.metrics = metrics or ControllerMetrics()
+        self.lock = threading.RLock()
+        self.done = threading.Event()
+        self.bootstrap_progress = bootstrap_progress
+        self.models_cache = models_cache
+        self.state: ControllerState | None = None
+        self.server: TritonServer | None = None
+        self.client: TritonClient | None = None
+        self.serving: ServingManager | None = None
+        self.pool: TrainerPool | None = None
+        self.mps = None
+        self.window: WindowContext | None = None
+        self.pruners: dict[str, ConfigPruner] = {}
+        self.ledger = PredictionLedger()
+        self.configs = {c.name: c for c in config.retraining_configs}
+        self.inference_profile = InferenceProfile(full_share=config.inference.full_share)
+
+    # ================================================================ lifecycle
+    def start(self) -> None:
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        import torch
+
+        torch.set_num_threads(1)  # the controller's own torch work (profiling, export) stays off the trainers' cores
+        state = ControllerState.load(self.layout.state_file)
+        if state is None:
+            state = ControllerState(t0=time.time() + 1.0, window_seconds=self.config.window_seconds,
+                                    cameras={name: CameraRecord() for name in self.config.camera_names})
+        else:
+            log.info("resuming: window %d, %d trainer(s) recorded as running", state.window, len(state.jobs))
+            kill_orphans(state.jobs)
+            state.jobs.clear()
+            for name in self.config.camera_names:
+                state.cameras.setdefault(name, CameraRecord())
+        self.state = state
+        self.pruners = {name: ConfigPruner.from_dict(d) for name, d in state.pruning.get("pruners", {}).items()}
+        if "ledger" in state.pruning:
+            self.ledger = PredictionLedger.from_dict(state.pruning["ledger"])
+        self._start_gpu_support()
+        self.pool = TrainerPool(self.layout.jobs_dir, cores=self.cores,
+                                gpu_env=self.mps.env_for_share if self.mps is not None else None)
+        self._ensure_triton()
+        self._ensure_models()
+        if state.window < 0:  # a fresh deployment's clock starts once its models serve (bootstrap takes a while)
+            state.t0 = time.time() + 1.0
+        self.metrics.set_window_length(self.config.window_seconds)
+        for name, record in state.cameras.items():
+            self._publish_directive(name, record.stride)
+            self._observe(name)
+        self._save()
+
+    def shutdown(self, stop_triton: bool = True) -> None:
+        with self.lock:
+            if self.pool is not None:
+                for finished in self.pool.stop_all(timeout_s=10.0):
+                    log.info("%s: trainer %s stopped at shutdown", finished.record.camera, finished.record.job_id)
+                self.pool.close()
+            if self.state is not None:
+                self.state.jobs.clear()
+                self._save()
+            if self.client is not None:
+                self.client.close()
+            if stop_triton and self.server is not None:
+                self.server.stop()
+            if self.mps is not None:
+                self.mps.stop()
+
+    # ================================================================ the window step
+    def tick(self) -> None:
+        """Close the window that just ended and open the current one (idempotent within a window)."""
+        with self.lock:
+            state = self._state
+            now = time.time()
+            current = int((now - state.t0) // state.window_seconds)
+            if current <= state.window:
+                return
+            if state.window >= 0 and current > state.window + 1:
+                log.warning("late tick: windows %d..%d passed unplanned (coalesced)", state.window + 1, current - 1)
+            started = time.monotonic()
+            self._end_window_jobs()
+            previous = current - 1
+            if previous >= 0:
+                self._close_window(previous)
+            if self.max_windows is not None and current >= self.max_windows:
+                state.window = current
+                self._save()
+                self.metrics.tick(window=current)
+                self.done.set()
+                return
+            state.window = current
+            self.window = WindowContext(current, state.t0 + current * state.window_seconds)
+            self._plan_and_apply(previous)
+            self.metrics.tick(window=current)
+            self.metrics.record_window(time.monotonic() - started)
+            self._save()
+
+    def monitor(self) -> None:
+        """Every second: handle finished trainers, re-plan with the time left."""
+        if not self.lock.acquire(blocking=False):
+            return  # a tick is running; it handles trainers itself
+        try:
+            if self.pool is None or self.window is None:
+                return
+            finished = self.pool.poll()
+            for item in finished:
+                self._on_finished(item)
+            if finished:
+                self._replan()
+                self._save()
+        finally:
+            self.lock.release()
+
+    # ---------------------------------------------------------------- closing a window
+    def _close_window(self, window: int) -> None:
+        state = self._state
+        record = state.record_for(window)
+        self._wait_for_camera_results(window, timeout_s=min(5.0, 0.1 * state.window_seconds))
+        budget = int(self.config.data.disk_budget_mb * 2**20 / max(1, len(self.config.cameras)))
+        for name in self.config.camera_names:
+            cam = state.cameras[name]
+            result = _read_json(self.layout.result_file(name, window))
+            if result is not None:
+                cam.live_accuracy = result.get("accuracy")
+                self.metrics.record_inference(name, int(result.get("requests", 0)),
+                                              int(result.get("failed_requests", 0)))
+                if record is not None:
+                    record.cameras.setdefault(name, {})["window_accuracy"] = result.get("accuracy")
+            spool = Spool(self.layout, name, budget)
+            data, truth = spool.read_window(window)
+            spool.drop_windows_before(window)
+            if len(data) < 10:
+                log.warning("%s: only %d spooled crops for window %d; no retraining data", name, len(data), window)
+                continue
+            labels = golden_labels(self.client, data.images)
+            labelled = data.with_labels(labels)
+            train, test = labelled.split(self.config.data.holdout_fraction, seed=window)
+            directory = self.layout.window_dir(window, name)
+            train.save(directory / "train.npz")
+            test.save(directory / "test.npz")
+            serving_accuracy = accuracy_through_triton(self.client, name, test.images, test.labels)
+            cam.serving_accuracy = serving_accuracy
+            if record is not None:
+                entry = record.cameras.setdefault(name, {})
+                entry["serving_accuracy_on_new_data"] = serving_accuracy
+                if truth is not None:
+                    entry["golden_label_accuracy"] = float((labels == truth).mean())
+            self._observe(name)
+            if self.window is not None:
+                self.window.data.pop(name, None)
+            self._pending_data[name] = (directory / "train.npz", directory / "test.npz")
+
+    def _wait_for_camera_results(self, window: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(self.layout.result_file(n, window).exists() for n in self.config.camera_names):
+                return
+            time.sleep(0.1)
+
+    # ---------------------------------------------------------------- planning
+    def _plan_and_apply(self, data_window: int) -> None:
+        assert self.window is not None
+        state = self._state
+        context = self.window
+        context.data = dict(self._pending_data)
+        self._pending_data.clear()
+        time_left = max(1.0, context.started + state.window_seconds - time.time())
+        cameras = []
+        profiling_started = time.monotonic()
+        for name in self.config.camera_names:
+            cam = state.cameras[name]
+            try:
+                options = self._options_for(name, context, time_left) if name in context.data else []
+            except Exception:  # one camera's bad data must not stop the others' plan
+                log.exception("%s: micro-profiling failed; no retraining this window", name)
+                options = []
+            accuracy = cam.serving_accuracy if cam.serving_accuracy is not None else (cam.live_accuracy or 0.0)
+            context.options[name] = {o.config: o for o in options}
+            cameras.append(CameraState(name, float(accuracy), tuple(options)))
+        profiling_seconds = time.monotonic() - profiling_started
+        time_left = max(1.0, context.started + state.window_seconds - time.time())
+        context.problem = Problem(cameras=tuple(cameras), gpus=int(self.capacity) if self.gpu else 1,
+                                  window=time_left, inference=self.inference_profile,
+                                  throughput=ThroughputCurve.linear(), delta=self.config.delta,
+                                  a_min=self.config.scheduler.min_inference_accuracy)
+        fixed = self.config.fixed_retraining_config.name
+        if self.scheduler in ("fair", "uniform"):
+            fraction = (self.config.scheduler.fair_inference_weight if self.scheduler == "fair"
+                        else self.config.scheduler.uniform_inference_fraction)
+            result = plan(context.problem, self.scheduler, fixed_config=fixed, inference_fraction=fraction)
+        else:
+            result = plan(context.problem, self.scheduler)
+        context.plan = result
+        self.metrics.record_planning(result.plan_seconds)
+        record = WindowRecord(window=context.window, scheduler=self.scheduler, plan_seconds=result.plan_seconds,
+                              planned_accuracy=result.planned_accuracy)
+        record.events.append(f"profiled {len(context.data)} camera(s) in {profiling_seconds:.1f}s; "
+                             f"planned in {result.plan_seconds * 1000:.0f} ms")
+        state.history.append(record)
+        self._apply(result, start_jobs=True)
+        for alloc in result.allocations:
+            record.cameras[alloc.camera] = {
+                "config": alloc.config, "inference_share": round(alloc.inference_share, 4),
+                "training_share": round(alloc.training_share, 4), "stride": state.cameras[alloc.camera].stride,
+                "serving_accuracy": state.cameras[alloc.camera].serving_accuracy,
+            }
+
+    def _options_for(self, name: str, context: WindowContext, time_left: float) -> list[RetrainOption]:
+        """Retraining options for one camera: micro-profiled (thief), or the fixed config (fair/uniform)."""
+        from trainer.models import load_model
+        from trainer.streams.base import WindowData
+
+        if self.scheduler == "noretrain":
+            return []
+        train_path, test_path = context.data[name]
+        train, test = WindowData.load(train_path), WindowData.load(test_path)
+        cam = self._state.cameras[name]
+        model = load_model(cam.serving_checkpoint) if cam.serving_checkpoint else None
+        if model is None:
+            return []
+        if self.scheduler in ("fair", "uniform"):
+            fixed = self.config.fixed_retraining_config
+            # Static baselines run their fixed config without profiling; the option only names it.
+            return [RetrainOption(name, fixed.name, float(cam.serving_accuracy or 0.0), 0.0)]
+        from controller.microprofiler import profile_camera
+
+        period = self.config.microprofiler.prune_after_windows
+        pruner = self.pruners.setdefault(name, ConfigPruner(configs=list(self.configs), period=period or 10**9))
+        active = [self.configs[c] for c in pruner.active if c in self.configs]
+        mp = self.config.microprofiler
+        budget = mp.budget_fraction * self._state.window_seconds * self.capacity / max(1, len(context.data))
+        profile_share = (1.0 / self.cores) if not self.gpu else 1.0
+        result = profile_camera(model, train, test, active, subsample=mp.subsample, epochs=mp.epochs,
+                                budget_seconds=budget * (self.cores if not self.gpu else 1),
+                                profile_share=profile_share, device="cuda:0" if self.gpu else "cpu")
+        pruner.observe(result.options, result.start_accuracy)
+        pruner.end_window()
+        self._state.cameras[name].serving_accuracy = result.start_accuracy
+        return result.options
+
+    def _replan(self) -> None:
+        context = self.window
+        if context is None or context.problem is None or context.plan is None:
+            return
+        state = self._state
+        elapsed = time.time() - context.started
+        if elapsed >= state.window_seconds - 1.0:
+            return
+        running = {r.camera: r for r in self.pool.running()} if self.pool else {}
+        if self.scheduler == "thief" and self.config.scheduler.replan_on_completion:
+            statuses = []
+            for cam in context.problem.cameras:
+                job = running.get(cam.name)
+                statuses.append(CameraStatus(
+                    name=cam.name, accuracy=float(state.cameras[cam.name].serving_accuracy or cam.accuracy),
+                    running=job.config if job else None,
+                    progress=self.pool.progress(job.job_id) if job else 0.0,
+                    finished=cam.name in context.finished, started=cam.name in context.started_jobs))
+            result = replan(context.problem, statuses, elapsed, self.scheduler)
+            context.plan = result
+            self._apply(result, start_jobs=True)
+            record = state.record_for(context.window)
+            if record is not None:
+                record.events.append(f"t+{elapsed:.0f}s re-planned: " + ", ".join(
+                    f"{a.camera} inf {a.inference_share:.2f}/train {a.training_share:.2f}" for a in result.allocations))
+        else:
+            # The original's rule for static schedulers: a finished job's share is split equally over
+            # the running trainers and all inference jobs.
+            allocations = {a.camera: a for a in context.plan.allocations}
+            freed = sum(a.training_share for a in context.plan.allocations
+                        if a.camera in context.finished and a.training_share > 0)
+            if freed <= 0:
+                return
+            receivers = len(allocations) + len(running)
+            bonus = freed / receivers
+            for name, alloc in allocations.items():
+                self._set_inference(name, alloc.inference_share + bonus)
+            for job in running.values():
+                self.pool.set_share(job.job_id, job.share + bonus)
+
+    # ---------------------------------------------------------------- applying a plan
+    def _apply(self, result: Plan, start_jobs: bool) -> None:
+        context = self.window
+        state = self._state
+        running = {r.camera: r for r in self.pool.running()}
+        for alloc in result.allocations:
+            name = alloc.camera
+            cam = state.cameras[name]
+            self._set_inference(name, alloc.inference_share)
+            cam.training_share = alloc.training_share
+            if name in running:
+                if alloc.training_share > 0:
+                    self.pool.set_share(running[name].job_id, alloc.training_share)
+                continue
+            cam.config = alloc.config
+            if (start_jobs and context is not None and alloc.config and alloc.training_share > 0
+                    and name in context.data and name not in context.finished and name not in context.started_jobs):
+                self._start_job(name, alloc.config, alloc.training_share, alloc.training_device)
+            self._observe(name)
+
+    def _set_inference(self, name: str, share: float) -> None:
+        cam = self._state.cameras[name]
+        cam.inference_share = share
+        raw = self.inference_profile.stride(share)
+        stride = MAX_STRIDE if not math.isfinite(raw) else max(1, min(MAX_STRIDE, math.ceil(raw - 1e-6)))
+        instances = max(1, min(self.config.inference.max_instances,
+                               math.ceil(share / self.inference_profile.full_share - 1e-6)))
+        if stride != cam.stride:
+            cam.stride = stride
+            self._publish_directive(name, stride)
+        if instances != cam.instances:
+            try:
+                self.serving.set_instances(name, instances)
+                cam.instances = instances
+            except Exception as exc:  # serving goes on with the old count
+                log.error("%s: could not set %d instances: %s", name, instances, exc)
+
+    def _start_job(self, name: str, config_name: str, share: float, device_index: int | None) -> None:
+        context = self.window
+        assert context is not None
+        cam = self._state.cameras[name]
+        train, test = context.data[name]
+        option = context.options.get(name, {}).get(config_name)
+        config = self.configs.get(config_name) or RetrainConfig.from_name(config_name)
+        job_id = f"{name}-w{context.window}-{config_name}-{int(time.time() * 1000) % 10**8}"
+        device = f"cuda:{device_index or 0}" if self.gpu else "cpu"
+        record = self.pool.launch(job_id=job_id, camera=name, window=context.window, config=config,
+                                  base_checkpoint=Path(cam.serving_checkpoint), data=train, validation=test,
+                                  share=share, device=device,
+                                  predicted_accuracy=option.end_accuracy if option else None,
+                                  predicted_seconds=option.gpu_seconds if option else None)
+        self._state.jobs[job_id] = record
+        context.started_jobs.add(name)
+        self.metrics.set_retraining_config(name, config_name, config.model_dump())
+
+    # ---------------------------------------------------------------- finished trainers
+    def _end_window_jobs(self) -> None:
+        if self.pool is None:
+            return
+        for item in self.pool.stop_all(timeout_s=15.0):
+            self._on_finished(item)
+
+    def _on_finished(self, item: Finished) -> None:
+        state = self._state
+        record, result = item.record, item.result
+        state.jobs.pop(record.job_id, None)
+        name = record.camera
+        cam = state.cameras[name]
+        if self.window is not None:
+            self.window.finished.add(name)
+        window_record = state.record_for(record.window)
+        entry = window_record.cameras.setdefault(name, {}) if window_record else {}
+        entry.update({"job": record.job_id, "job_status": result.status, "retrained_accuracy": result.best_val_accuracy,
+                      "train_seconds": round(result.seconds, 1), "epochs_done": result.epochs_done})
+        if result.status == "failed" or not result.checkpoint:
+            state.trainer_failures += 1
+            self.metrics.record_trainer_failure(name, _failure_reason(result.exit_code))
+            entry["decision"] = f"trainer failed: {result.message}"
+            log.error("%s: trainer %s failed: %s", name, record.job_id, result.message)
+            return
+        if record.predicted_accuracy is not None and result.best_val_accuracy is not None:
+            self.ledger.record(Outcome(name, record.window, record.config, record.predicted_accuracy,
+                                       result.best_val_accuracy, record.predicted_seconds or 0.0,
+                                       result.seconds * record.share))
+            self.metrics.observe_profile(name, record.predicted_accuracy, result.best_val_accuracy)
+        new_accuracy = result.best_val_accuracy or 0.0
+        old_accuracy = cam.serving_accuracy if cam.serving_accuracy is not None else -1.0
+        if new_accuracy <= old_accuracy:
+            entry["decision"] = f"kept serving model ({new_accuracy:.3f} <= {old_accuracy:.3f} on held-out data)"
+            log.info("%s: retrained model %.3f does not beat serving %.3f; not published", name, new_accuracy,
+                     old_accuracy)
+            return
+        try:
+            version = self._publish_checkpoint(name, Path(result.checkpoint))
+        except (PublishError, Exception) as exc:  # any failure keeps the old model serving
+            state.failed_swaps += 1
+            self.metrics.record_swap(name, ok=False)
+            entry["decision"] = f"publish failed: {exc}"
+            log.error("%s: publishing failed: %s", name, exc)
+            return
+        state.swaps += 1
+        self.metrics.record_swap(name, ok=True)
+        cam.serving_accuracy = new_accuracy
+        entry["decision"] = f"published v{version} ({new_accuracy:.3f} > {old_accuracy:.3f})"
+        entry["published_version"] = version
+        entry["published_at_s"] = round(time.time() - (self.window.started if self.window else time.time()), 1)
+        self._observe(name)
+
+    def _publish_checkpoint(self, name: str, checkpoint: Path) -> int:
+        from trainer.export import export_onnx
+        from trainer.models import load_model
+
+        cam = self._state.cameras[name]
+        model = load_model(checkpoint)
+        with tempfile.TemporaryDirectory(dir=self.layout.root) as tmp:
+            onnx_path = Path(tmp) / "model.onnx"
+            export_onnx(model, onnx_path, self.config.edge_model.input_size)
+            published = self.serving.publish(name, onnx_path)
+        target = self.layout.checkpoint(name, published.version)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(checkpoint, target)
+        cam.serving_version = published.version
+        cam.serving_checkpoint = str(target)
+        return published.version
+
+    # ================================================================ Triton and models
+    def _start_gpu_support(self) -> None:
+        if not self.gpu or not self.config.resources.mps:
+            return
+        from controller.gpu import MpsDaemon, MpsError
+
+        try:
+            self.mps = MpsDaemon(self.config.mps_dir)
+            self.mps.start()
+        except MpsError as exc:
+            log.warning("MPS unavailable (%s); trainers share the GPU by time-slicing", exc)
+            self.mps = None
+
+    def _ensure_triton(self) -> None:
+        triton = self.config.triton
+        repository = ModelRepository(self.config.model_repository)
+        if triton.mode == "external":
+            admin_key = triton.read_admin_key()
+            url = triton.url
+        else:
+            admin_key = new_admin_key_file(self.layout.triton_dir / "admin-key")
+            info_file = self.layout.triton_dir / "server.json"
+            self.server = TritonServer.attach(info_file, admin_key)
+            if self.server is not None:
+                log.info("reattached to the embedded Triton (pid %d)", self.server.info.pid)
+            else:
+                names = [m for m in repository.models() if repository.versions(m)]
+                self.server = TritonServer(repository.root, self.layout.triton_dir, admin_key=admin_key,
+                                           address=triton.address, grpc_port=triton.grpc_port or 0,
+                                           http_port=triton.http_port or 0, metrics_port=triton.metrics_port or 0,
+                                           load_models=names)
+                self.server.start()
+                self.server.save_info(info_file)
+            url = self.server.info.grpc_url
+        self.triton_url = url
+        self.client = TritonClient(url, admin_key=admin_key, timeout_s=triton.admin_call_timeout_s)
+        self.serving = ServingManager(repository, self.client, load_timeout_s=triton.admin_call_timeout_s)
+
+    def _model_spec(self, name: str) -> ModelSpec:
+        size = self.config.edge_model.input_size
+        gpu_devices = tuple(self.config.resources.device_indices) if self.gpu else ()
+        return ModelSpec(name=name, input_dims=(3, size, size), max_batch_size=self.config.inference.max_batch_size,
+                         max_queue_delay_us=self.config.inference.max_queue_delay_us,
+                         instance_kind="KIND_GPU" if self.gpu else "KIND_CPU", gpus=gpu_devices[:1],
+                         backend=self.config.triton.resolved_backend)
+
+    def _ensure_models(self) -> None:
+        """Serve every camera's model (bootstrapping the initial ones if needed) and the golden model."""
+        from trainer.export import export_onnx
+        from trainer.models import load_model
+
+        state = self._state
+        repository = self.serving.repository
+        missing = [n for n in self.config.camera_names if not repository.versions(n) or not
+                   state.cameras[n].serving_checkpoint]
+        need_golden = not repository.versions(GOLDEN_MODEL)
+        if missing or need_golden:
+            boot = self.bootstrap()
+            with tempfile.TemporaryDirectory(dir=self.layout.root) as tmp:
+                if need_golden:
+                    golden = load_model(boot.golden_model)
+                    path = Path(tmp) / "golden.onnx"
+                    export_onnx(golden, path, self.config.edge_model.input_size)
+                    self.serving.deploy(self._model_spec(GOLDEN_MODEL), path)
+                for name in missing:
+                    source = boot.edge_models[name]
+                    path = Path(tmp) / f"{name}.onnx"
+                    export_onnx(load_model(source), path, self.config.edge_model.input_size)
+                    published = self.serving.deploy(self._model_spec(name), path)
+                    target = self.layout.checkpoint(name, published.version)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(source, target)
+                    state.cameras[name] = CameraRecord(serving_version=published.version,
+                                                       serving_checkpoint=str(target))
+        for name in [*self.config.camera_names, GOLDEN_MODEL]:
+            if not self.client.model_ready(name):
+                self.client.load(name)
+        for name in self.config.camera_names:
+            state.cameras[name].instances = repository.read_spec(name).instance_count
+
+    def bootstrap(self):
+        from controller.bootstrap_settings import bootstrap_for
+
+        return bootstrap_for(self.config, progress=self.bootstrap_progress, cache_dir=self.models_cache)
+
+    # ================================================================ helpers
+    @property
+    def _state(self) -> ControllerState:
+        assert self.state is not None, "start() first"
+        return self.state
+
+    @property
+    def _pending_data(self) -> dict[str, tuple[Path, Path]]:
+        if not hasattr(self, "_pending"):
+            self._pending: dict[str, tuple[Path, Path]] = {}
+        return self._pending
+
+    def _publish_directive(self, name: str, stride: int) -> None:
+        state = self._state
+        write_directive(self.layout.directive_file(name), CameraDirective(
+            t0=state.t0, window_seconds=state.window_seconds, stride=stride, window=max(0, state.window),
+            stop_after_window=None if self.max_windows is None else self.max_windows - 1))
+
+    def _observe(self, name: str) -> None:
+        cam = self._state.cameras[name]
+        self.metrics.observe_camera(name, live_accuracy=cam.serving_accuracy, retrained_accuracy=None,
+                                    serving_version=cam.serving_version, inference_share=cam.inference_share,
+                                    training_share=cam.training_share, instances=cam.instances,
+                                    frame_stride=cam.stride)
+
+    def _save(self) -> None:
+        state = self._state
+        state.pruning = {"pruners": {n: p.to_dict() for n, p in self.pruners.items()},
+                         "ledger": self.ledger.to_dict()}
+        state.save(self.layout.state_file)
+
+
+def _read_json(path: Path) -> dict | None:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _failure_reason(exit_code: int) -> str:
+    from trainer import jobs
+
+    return {jobs.EXIT_OOM: "oom", jobs.EXIT_BAD_DATA: "invalid_output", jobs.EXIT_BAD_MODEL: "invalid_output",
+            jobs.EXIT_BAD_JOB: "crash", jobs.EXIT_DEVICE: "crash", -9: "killed"}.get(exit_code, "crash")

@@ -1,0 +1,101 @@
+"""The micro-profiler (I/O edge): briefly trains candidate configs and turns the measurements into
+retraining options through the pure planner code (curve fitting, extrapolation, cost scaling).
+
+Configs that differ only in epochs and data fraction share one run (those two are extrapolated), so the
+default 18-config grid costs 2 runs per camera. Runs are ordered by how well each kind did before and
+stop when the profiling budget is spent; configs never profiled in a window are not offered to the
+planner that window (it cannot predict them), which the pruning state records.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from controller.planner.microprofile import ConfigSpec, MicroProfile, predict_options
+from controller.planner.profiles import RetrainOption, ThroughputCurve
+from trainer.configs import RetrainConfig
+from trainer.streams.base import WindowData
+
+log = logging.getLogger(__name__)
+
+
+def run_key(config: RetrainConfig) -> str:
+    """Configs with the same run key share one micro-profiling run."""
+    return config.model_copy(update={"epochs": 1, "subsample": 1.0}).name
+
+
+@dataclass(frozen=True)
+class ProfileRun:
+    key: str
+    start_accuracy: float
+    epoch_accuracies: tuple[float, ...]
+    seconds_per_epoch: float
+
+
+@dataclass
+class CameraProfile:
+    camera: str
+    start_accuracy: float
+    runs: list[ProfileRun]
+    options: list[RetrainOption]
+    seconds: float
+
+
+def profile_camera(
+    model,
+    train: WindowData,
+    test: WindowData,
+    configs: Sequence[RetrainConfig],
+    *,
+    subsample: float = 0.1,
+    epochs: int = 5,
+    budget_seconds: float = float("inf"),
+    profile_share: float = 1.0,
+    throughput: ThroughputCurve | None = None,
+    device: str = "cpu",
+    min_crops: int = 16,
+) -> CameraProfile:
+    """Micro-profile `configs` for one camera starting from its serving `model` (not modified)."""
+    from trainer.training import evaluate, train as train_model
+
+    started = time.monotonic()
+    camera = train.camera
+    start_accuracy = evaluate(model, test, device)
+    sample = train.labelled().subsample(subsample, seed=1)
+    if len(sample) < min_crops:  # too little data to learn a curve from: use what there is
+        sample = train.labelled()
+    fraction = len(sample) / max(1, train.num_labelled)
+    groups: dict[str, list[RetrainConfig]] = {}
+    for config in configs:
+        groups.setdefault(run_key(config), []).append(config)
+    runs: list[ProfileRun] = []
+    profiles: list[MicroProfile] = []
+    for key, members in groups.items():
+        spent = time.monotonic() - started
+        if spent >= budget_seconds:
+            log.info("%s: profiling budget %.1fs spent; %d config kinds not profiled", camera, budget_seconds,
+                     len(groups) - len(runs))
+            break
+        probe_config = members[0].model_copy(update={"epochs": epochs, "subsample": 1.0})
+        candidate = copy.deepcopy(model)
+        result = train_model(candidate, sample, probe_config, val=test, device=device, keep_best=False)
+        accuracies = tuple(float(s.val_accuracy or 0.0) for s in result.history)
+        per_epoch = sum(s.seconds for s in result.history) / max(1, len(result.history))
+        run = ProfileRun(key, start_accuracy, accuracies, per_epoch)
+        runs.append(run)
+        for config in members:
+            profiles.append(MicroProfile(
+                camera=camera,
+                config=ConfigSpec(config.name, float(config.epochs), float(config.subsample)),
+                start_accuracy=start_accuracy,
+                epoch_accuracies=accuracies,
+                seconds_per_epoch=per_epoch,
+                profile_fraction=fraction,
+                profile_share=profile_share,
+            ))
+    options = predict_options(profiles, throughput)
+    return CameraProfile(camera, start_accuracy, runs, options, time.monotonic() - started)

@@ -1,0 +1,76 @@
+"""Running the controller: APScheduler drives the window tick and the trainer monitor.
+
+The window tick is an interval job at the window boundaries of the deployment's clock (t0 + k*T). One
+window at a time: max_instances=1, and a tick that comes while the previous one still runs, or that
+fires late, is coalesced into one and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+
+from controller.config import DeploymentConfig
+from controller.loop import Controller
+
+log = logging.getLogger(__name__)
+
+
+def run_controller(config: DeploymentConfig, *, scheduler: str | None = None, max_windows: int | None = None,
+                   stop: threading.Event | None = None, keep_triton: bool = False,
+                   metrics_port: int | None = None, on_started=None, bootstrap_progress: bool = True,
+                   models_cache=None) -> Controller:
+    """Run until `stop` is set or `max_windows` windows are done; returns the (shut down) controller."""
+    from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    stop = stop or threading.Event()
+    controller = Controller(config, scheduler=scheduler, max_windows=max_windows,
+                            bootstrap_progress=bootstrap_progress, models_cache=models_cache)
+    metrics_server = None
+    aps = BackgroundScheduler(timezone=timezone.utc)
+    try:
+        controller.start()
+        if config.metrics.enabled:
+            port = config.metrics.port if metrics_port is None else metrics_port
+            metrics_server = controller.metrics.serve(port, config.metrics.address)
+            controller.metrics_url = metrics_server.url
+            log.info("metrics on %s", metrics_server.url)
+        if on_started is not None:
+            on_started(controller)
+        state = controller.state
+        assert state is not None
+        next_boundary = state.t0 + (state.window + 1) * state.window_seconds
+
+        def on_event(event) -> None:
+            if event.code == EVENT_JOB_MAX_INSTANCES and event.job_id == "window":
+                log.warning("window tick came while the previous one was still running: coalesced")
+            elif event.code == EVENT_JOB_MISSED and event.job_id == "window":
+                log.warning("window tick missed its time: coalesced into the next run")
+            elif event.code == EVENT_JOB_ERROR:
+                log.error("%s job failed: %s", event.job_id, event.exception, exc_info=event.exception)
+
+        aps.add_listener(on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+        aps.add_job(controller.tick, IntervalTrigger(seconds=state.window_seconds,
+                                                     start_date=datetime.fromtimestamp(next_boundary, timezone.utc)),
+                    id="window", coalesce=True, max_instances=1, misfire_grace_time=int(state.window_seconds))
+        aps.add_job(controller.monitor, IntervalTrigger(seconds=1.0), id="monitor", coalesce=True, max_instances=1)
+        aps.start()
+        now = time.time()
+        if state.window < 0 or int((now - state.t0) // state.window_seconds) > state.window:
+            # Window 0 opens at t0 (just after start), and a restarted controller that missed a boundary
+            # opens the current window now rather than a whole window late.
+            opener = threading.Timer(max(0.0, state.t0 - now), controller.tick)
+            opener.daemon = True
+            opener.start()
+        while not stop.is_set() and not controller.done.is_set():
+            stop.wait(0.5)
+    finally:
+        aps.shutdown(wait=True) if aps.running else None
+        controller.shutdown(stop_triton=not keep_triton)
+        if metrics_server is not None:
+            metrics_server.close()
+    return controller

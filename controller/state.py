@@ -1,0 +1,80 @@
+"""The controller's persisted state: enough to resume after a crash or kill -9.
+
+Written atomically after every change that matters (a window opened, a plan applied, a job started or
+finished, a model published), so a restarted controller sees either the old or the new state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from trainer.atomic import atomic_write_text
+
+STATE_VERSION = 1
+
+
+class JobRecord(BaseModel):
+    job_id: str
+    camera: str
+    config: str
+    window: int
+    pid: int | None = None
+    job_dir: str
+    share: float
+    threads: int = 1
+    device: str = "cpu"
+    started_at: float
+    predicted_accuracy: float | None = None
+    predicted_seconds: float | None = None
+
+
+class CameraRecord(BaseModel):
+    serving_version: int = 0
+    serving_checkpoint: str | None = None  # the PyTorch checkpoint behind the served version
+    serving_accuracy: float | None = None  # on the latest golden-labelled held-out data
+    live_accuracy: float | None = None  # the camera client's own measurement, latest window
+    stride: int = 1
+    inference_share: float = 0.0
+    training_share: float = 0.0
+    config: str | None = None
+    instances: int = 1
+
+
+class WindowRecord(BaseModel):
+    window: int
+    scheduler: str
+    plan_seconds: float = 0.0
+    planned_accuracy: float | None = None
+    cameras: dict[str, dict] = Field(default_factory=dict)  # per camera: config, shares, accuracies, swaps
+    events: list[str] = Field(default_factory=list)
+
+
+class ControllerState(BaseModel):
+    version: int = STATE_VERSION
+    t0: float
+    window_seconds: float
+    window: int = -1  # the window most recently opened (planned); -1 before the first
+    cameras: dict[str, CameraRecord] = Field(default_factory=dict)
+    jobs: dict[str, JobRecord] = Field(default_factory=dict)  # running trainer jobs by job id
+    history: list[WindowRecord] = Field(default_factory=list)
+    swaps: int = 0
+    failed_swaps: int = 0
+    trainer_failures: int = 0
+    pruning: dict = Field(default_factory=dict)  # the micro-profiler's pruning state, as the planner dumps it
+
+    def save(self, path: Path) -> None:
+        atomic_write_text(path, self.model_dump_json(indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> ControllerState | None:
+        if not Path(path).is_file():
+            return None
+        return cls.model_validate_json(Path(path).read_text())
+
+    def record_for(self, window: int) -> WindowRecord | None:
+        for record in reversed(self.history):
+            if record.window == window:
+                return record
+        return None

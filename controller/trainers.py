@@ -1,0 +1,163 @@
+"""Trainer processes: launch with a share, watch, stop; never leave one behind.
+
+CPU mode: a share is realised by the worker's thread count plus duty cycling (controller.cpu_shares).
+GPU mode: the worker is an MPS client with CUDA_MPS_ACTIVE_THREAD_PERCENTAGE set from its share and is
+pinned to one device; MPS fixes the percentage when the process starts, so a re-plan changes the
+shares of jobs started later and of inference, not of a job already running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from controller.cpu_shares import DutyCycler, threads_for_share
+from controller.state import JobRecord
+from trainer.configs import RetrainConfig
+from trainer.jobs import JobResult, TrainJob
+from trainer.launcher import WorkerHandle, start_worker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Finished:
+    record: JobRecord
+    result: JobResult
+
+
+class TrainerPool:
+    def __init__(self, jobs_dir: Path, *, cores: int, gpu_env=None) -> None:
+        """gpu_env(share, device_index) -> env dict for a GPU worker; None on a CPU-only machine."""
+        self.jobs_dir = Path(jobs_dir)
+        self.cores = cores
+        self.gpu_env = gpu_env
+        self.cycler = DutyCycler(cores=cores) if gpu_env is None else None
+        self.handles: dict[str, WorkerHandle] = {}
+        self.records: dict[str, JobRecord] = {}
+        self._stopping: set[str] = set()
+
+    def launch(self, *, job_id: str, camera: str, window: int, config: RetrainConfig, base_checkpoint: Path,
+               data: Path, validation: Path | None, share: float, device: str = "cpu",
+               predicted_accuracy: float | None = None, predicted_seconds: float | None = None) -> JobRecord:
+        output_dir = self.jobs_dir / job_id
+        job = TrainJob(job_id=job_id, camera=camera, base_checkpoint=base_checkpoint, data=data,
+                       validation=validation, config=config, share=min(1.0, max(share, 1e-3)), device=device,
+                       output_dir=output_dir)
+        threads = threads_for_share(share, self.cores)
+        env = dict(os.environ)
+        if self.gpu_env is not None and device.startswith("cuda"):
+            env.update(self.gpu_env(share, int(device.split(":")[1]) if ":" in device else 0))
+        else:
+            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+            env["EKYA_TRAINER_THREADS"] = str(threads)
+        handle = start_worker(job, env)
+        if self.cycler is not None:
+            self.cycler.set_share(handle.pid, share, threads)
+        record = JobRecord(job_id=job_id, camera=camera, config=config.name, window=window, pid=handle.pid,
+                           job_dir=str(output_dir), share=share, threads=threads, device=device,
+                           started_at=time.time(), predicted_accuracy=predicted_accuracy,
+                           predicted_seconds=predicted_seconds)
+        self.handles[job_id] = handle
+        self.records[job_id] = record
+        log.info("%s: trainer %s started (config %s, share %.2f, %d threads, pid %d)", camera, job_id,
+                 config.name, share, threads, handle.pid)
+        return record
+
+    def set_share(self, job_id: str, share: float) -> None:
+        record = self.records.get(job_id)
+        if record is None:
+            return
+        record.share = share
+        if self.cycler is not None and record.pid is not None:
+            self.cycler.set_share(record.pid, share, record.threads)
+
+    def progress(self, job_id: str) -> float:
+        """Fraction of the job's epochs done, from its progress stream."""
+        handle = self.handles.get(job_id)
+        if handle is None:
+            return 0.0
+        epochs = handle.job.config.epochs
+        done = 0
+        for event in handle.events:
+            if event.get("event") == "epoch":
+                done = max(done, int(event.get("epoch", 0)))
+        return min(1.0, done / max(1, epochs))
+
+    def poll(self) -> list[Finished]:
+        """Jobs that ended since the last poll."""
+        finished = []
+        for job_id, handle in list(self.handles.items()):
+            if handle.is_running():
+                continue
+            finished.append(self._retire(job_id, handle))
+        return finished
+
+    def stop_all(self, timeout_s: float = 20.0) -> list[Finished]:
+        """Stop every running job (each keeps its best checkpoint) and return their results."""
+        for handle in self.handles.values():
+            if handle.is_running():
+                self._stopping.add(handle.job.job_id)
+                if self.cycler is not None:
+                    self.cycler.remove(handle.pid)  # a stopped process cannot handle SIGTERM
+                (handle.output_dir / "STOP").touch()
+                try:
+                    os.killpg(handle.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + timeout_s
+        for handle in self.handles.values():
+            handle.wait(max(0.1, deadline - time.monotonic()))
+            if handle.is_running():
+                handle.stop(timeout=1.0)
+        return [self._retire(job_id, handle) for job_id, handle in list(self.handles.items())]
+
+    def _retire(self, job_id: str, handle: WorkerHandle) -> Finished:
+        if self.cycler is not None:
+            self.cycler.remove(handle.pid)
+        result = handle.result()
+        assert result is not None
+        if job_id in self._stopping and result.status == "failed" and result.exit_code < 0:
+            # Stopped by us before it could install its signal handler (still importing torch).
+            result = result.model_copy(update={"status": "stopped", "message": "stopped before its first epoch"})
+        self._stopping.discard(job_id)
+        record = self.records.pop(job_id)
+        del self.handles[job_id]
+        return Finished(record, result)
+
+    def running(self) -> list[JobRecord]:
+        return list(self.records.values())
+
+    def close(self) -> None:
+        self.stop_all(timeout_s=10.0)
+        if self.cycler is not None:
+            self.cycler.close()
+
+
+def kill_orphans(records: dict[str, JobRecord]) -> list[str]:
+    """After a controller crash: kill trainer processes its state says were running."""
+    killed = []
+    for record in records.values():
+        if record.pid is None or not _is_our_worker(record.pid, record.job_dir):
+            continue
+        for sig in (signal.SIGCONT, signal.SIGKILL):  # CONT first: a duty-cycled worker may be stopped
+            try:
+                os.killpg(record.pid, sig)
+            except ProcessLookupError:
+                break
+        killed.append(record.job_id)
+        log.warning("killed orphan trainer %s (pid %d) left by a previous controller", record.job_id, record.pid)
+    return killed
+
+
+def _is_our_worker(pid: int, job_dir: str) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    text = [part.decode(errors="replace") for part in cmdline]
+    return "trainer.worker" in text and any(job_dir in part for part in text)
