@@ -1,0 +1,43 @@
+"""`ekya bootstrap`: train (or reuse from the cache) the initial edge models and the golden model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cameras", type=int, default=4, help="number of synthetic cameras (default 4)")
+    parser.add_argument("--seed", type=int, default=0, help="camera seed set (default 0)")
+    parser.add_argument("--crop-size", type=int, default=64, help="crop size of the streams (default 64)")
+    parser.add_argument("--data-dir", default=".ekya/models", help="model cache directory")
+    parser.add_argument("--model", default="resnet18",
+                        choices=["resnet18", "mobilenet_v3_small", "shufflenet_v2_x0_5"], help="edge model")
+    parser.add_argument("--input-size", type=int, default=64, help="edge model input size (224 on GPU)")
+    parser.add_argument("--per-camera", action="store_true", help="one edge model per camera")
+    parser.add_argument("--no-golden", action="store_true", help="skip the golden model")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--force", action="store_true", help="retrain even if the cache matches")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
+
+
+def run(args: argparse.Namespace) -> int:
+    from trainer.bootstrap import BootstrapSettings, bootstrap
+    from trainer.streams.synthetic import default_cameras
+
+    if args.cameras < 1:
+        print("ekya bootstrap: --cameras must be >= 1")
+        return 2
+    cameras = default_cameras(args.cameras, seed=args.seed, crop_size=args.crop_size)
+    settings = BootstrapSettings(edge_family=args.model, edge_input_size=args.input_size,
+                                 per_camera=args.per_camera, golden=not args.no_golden)
+    result = bootstrap(cameras, settings, args.data_dir, device=args.device, progress=not args.json,
+                       force=args.force)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        state = "reused cache" if result.reused else f"trained in {result.seconds:.1f} s"
+        print(f"bootstrap {result.key}: {state} -> {result.directory}")
+        for name, acc in result.accuracy.items():
+            print(f"  {name:<16} val accuracy {acc:.3f}")
+    return 0

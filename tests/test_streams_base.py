@@ -1,0 +1,86 @@
+"""WindowData persistence/splitting and the stride scoring semantics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trainer.streams.base import (
+    WindowData,
+    WindowDataError,
+    concat,
+    processed_mask_for_stride,
+    score_tracks,
+    score_with_stride,
+    stride_profile,
+)
+
+
+def _window(n: int = 12, size: int = 8) -> WindowData:
+    rng = np.random.default_rng(0)
+    return WindowData(images=rng.integers(0, 255, (n, size, size, 3), dtype=np.uint8),
+                      labels=np.arange(n) % 6, track_ids=np.arange(n) // 3, frame_index=np.arange(n) % 3,
+                      timestamps=np.arange(n) * 0.5, camera="c", window=3)
+
+
+def test_save_load_roundtrip(tmp_path):
+    w = _window()
+    p = w.save(tmp_path / "w.npz")
+    back = WindowData.load(p)
+    assert back.camera == "c" and back.window == 3
+    for name in ("images", "labels", "track_ids", "frame_index", "timestamps"):
+        assert np.array_equal(getattr(back, name), getattr(w, name))
+    assert [f.name for f in tmp_path.iterdir()] == ["w.npz"]  # no temp files left
+
+
+def test_bad_inputs_are_rejected(tmp_path):
+    with pytest.raises(WindowDataError, match="uint8"):
+        WindowData(np.zeros((2, 4, 4, 3), np.float32), np.zeros(2), np.zeros(2), np.zeros(2), np.zeros(2))
+    with pytest.raises(WindowDataError, match="labels must be"):
+        WindowData(np.zeros((2, 4, 4, 3), np.uint8), np.array([0, 6]), np.zeros(2), np.zeros(2), np.zeros(2))
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(WindowDataError, match="not a readable"):
+        WindowData.load(tmp_path / "junk.npz")
+    with pytest.raises(WindowDataError, match="not found"):
+        WindowData.load(tmp_path / "missing.npz")
+
+
+def test_split_by_track_and_subsample():
+    w = _window(30)
+    train, held = w.split(0.3, seed=1)
+    assert len(train) + len(held) == 30
+    assert not set(train.track_ids) & set(held.track_ids)
+    sub = w.subsample(0.5, seed=0)
+    assert len(sub) == 15 and np.all(np.diff(sub.timestamps) > 0)
+    assert len(concat([w, sub])) == 45
+    part = w.with_labels(np.full(30, -1))
+    assert part.num_labelled == 0 and w.num_labelled == 30
+
+
+def test_score_with_stride_hand_made_case():
+    # Track 1 on frames 0-3 (label 0), track 2 on frames 1-2 (label 1), track 3 on frame 3 only (label 2).
+    frame = np.array([0, 1, 2, 3, 1, 2, 3])
+    track = np.array([1, 1, 1, 1, 2, 2, 3])
+    label = np.array([0, 0, 0, 0, 1, 1, 2])
+    pred = np.array([0, 5, 0, 0, 1, 4, 2])  # a wrong guess on frame 1 of track 1 and frame 2 of track 2
+    # stride 1: every crop uses its own prediction: 5 of 7 right.
+    assert score_with_stride(track, frame, label, pred, 1) == pytest.approx(5 / 7)
+    # stride 2 (frames 0, 2): track 1 keeps frame 0's right answer on 1 and frame 2's on 3 (4/4);
+    # track 2 is missed on frame 1 (unseen) and wrong on 2; track 3 (frame 3 only) is never seen.
+    assert score_with_stride(track, frame, label, pred, 2) == pytest.approx(4 / 7)
+    # stride 2 offset 1 (frames 1, 3): track 1 missed on 0, wrong on 1 and 2 (keeps 5), right on 3;
+    # track 2 right on 1 and keeps it on 2; track 3 right.
+    assert score_with_stride(track, frame, label, pred, 2, offset=1) == pytest.approx(4 / 7)
+    # Unlabelled crops do not count.
+    label_u = label.copy()
+    label_u[6] = -1
+    assert score_with_stride(track, frame, label_u, pred, 2) == pytest.approx(4 / 6)
+    assert processed_mask_for_stride(frame, 3).tolist() == [True, False, False, True, False, False, True]
+    assert score_tracks(track, frame, label, pred, np.zeros(7, bool)) == 0.0
+
+
+def test_stride_profile_shape():
+    w = _window(30)
+    prof = stride_profile(w, w.labels.copy(), strides=(1, 2, 3))
+    assert prof[1] == pytest.approx(1.0)
+    assert prof[3] <= prof[2] <= 1.0

@@ -1,0 +1,109 @@
+"""Models, checkpoints, configs, retraining and ONNX export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from trainer.configs import RetrainConfig, default_grid, full_grid
+from trainer.export import export_onnx
+from trainer.models import EDGE_FAMILIES, ModelError, build_model, load_model, save_model
+from trainer.streams.synthetic import CameraStreamSpec, generate_window
+from trainer.training import EmptyDataError, evaluate, predict, train
+
+
+@pytest.mark.parametrize("family", EDGE_FAMILIES)
+def test_edge_models_forward_any_size(family):
+    m = build_model(family, hidden=64, input_size=32).eval()
+    with torch.no_grad():
+        assert m(torch.rand(2, 3, 32, 32)).shape == (2, 6)
+        assert m(torch.rand(1, 3, 48, 48)).shape == (1, 6)  # resized inside
+
+
+def test_checkpoint_roundtrip_with_metadata(tmp_path):
+    m = build_model("resnet18", hidden=1024, input_size=32, seed=1)
+    p = save_model(m, tmp_path / "m.pt", camera="cam0")
+    back = load_model(p)
+    assert back.meta.family == "resnet18" and back.meta.hidden == 1024 and back.meta.input_size == 32
+    assert back.meta.extra["camera"] == "cam0" and back.meta.classes[0] == "person"
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(m.eval()(x), back.eval()(x))
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["m.pt"]
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    with pytest.raises(ModelError, match="unreadable"):
+        load_model(tmp_path / "bad.pt")
+    with pytest.raises(ModelError, match="not found"):
+        load_model(tmp_path / "none.pt")
+    with pytest.raises(ModelError, match="unknown model family"):
+        build_model("vgg11")
+
+
+def test_trainable_layers():
+    m = build_model("resnet18", input_size=32)
+    n_head = len(m.set_trainable("head"))
+    n_last = len(m.set_trainable("last_block"))
+    n_all = len(m.set_trainable("all"))
+    assert n_head == 4 < n_last < n_all
+    m.train_mode("head")
+    assert m.head.training and not m.backbone.training
+
+
+def test_configs_grid_and_names():
+    grid = default_grid()
+    assert len(grid) == 18 and len({c.name for c in grid}) == 18
+    assert len({c.profile_key for c in grid}) == 6
+    assert {c.epochs for c in grid} == {5, 15, 30}
+    assert len(full_grid()) == 54
+    c = RetrainConfig(epochs=15, layers="last_block", subsample=0.5, hidden=1024, lr=0.001, batch_size=64,
+                      history_weight=0.5)
+    assert RetrainConfig.from_name(c.name) == c
+    with pytest.raises(ValueError):
+        RetrainConfig(subsample=0)
+    with pytest.raises(ValidationError):
+        c.epochs = 3  # frozen
+
+
+def test_retraining_improves_accuracy_on_drifted_window():
+    spec = CameraStreamSpec(name="t", seed=5, crop_size=32, window_seconds=150, objects_per_frame=3)
+    late = generate_window(spec, 5)
+    tr, held = late.split(0.3, seed=0)
+    m = build_model("resnet18", input_size=32, seed=0)
+    before = evaluate(m, held)
+    epochs = []
+    res = train(m, tr, RetrainConfig(epochs=5, lr=0.02), val=held, callback=epochs.append)
+    after = evaluate(m, held)
+    assert [e.epoch for e in epochs] == [1, 2, 3, 4, 5] and all(e.img_per_s > 0 for e in epochs)
+    assert after == pytest.approx(res.best_val_accuracy)
+    assert after >= before + 0.3, (before, after)
+    assert predict(m, held.images[:3]).shape == (3,)
+    with pytest.raises(EmptyDataError):
+        train(m, tr.with_labels(np.full(len(tr), -1)), RetrainConfig(epochs=1))
+
+
+def test_new_hidden_size_resets_head():
+    spec = CameraStreamSpec(name="t", seed=5, crop_size=32, window_seconds=20)
+    w = generate_window(spec, 0)
+    m = build_model("shufflenet_v2_x0_5", hidden=64, input_size=32)
+    train(m, w, RetrainConfig(epochs=1, hidden=1024, layers="head"))
+    assert m.meta.hidden == 1024 and m.head[0].out_features == 1024
+
+
+@pytest.mark.parametrize("family", ["resnet18", "mobilenet_v3_small"])
+def test_export_parity_dynamic_batch(tmp_path, family):
+    import onnxruntime as ort
+
+    m = build_model(family, input_size=32, seed=2)
+    res = export_onnx(m, tmp_path / "model.onnx")
+    assert res.max_abs_diff < 1e-3
+    sess = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["input"] and [o.name for o in sess.get_outputs()] == ["logits"]
+    for b in (1, 7):
+        x = np.random.default_rng(b).random((b, 3, 32, 32), dtype=np.float32)
+        got = sess.run(["logits"], {"input": x})[0]
+        with torch.no_grad():
+            want = m.eval()(torch.from_numpy(x)).numpy()
+        assert got.shape == (b, 6) and np.abs(got - want).max() < 1e-3
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["model.onnx"]

@@ -1,0 +1,132 @@
+"""The worker process: success, resume, stop, and every failure with its exit code and message."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer.configs import RetrainConfig
+from trainer.jobs import (
+    EXIT_BAD_DATA,
+    EXIT_BAD_JOB,
+    EXIT_BAD_MODEL,
+    EXIT_OK,
+    JobError,
+    JobResult,
+    TrainJob,
+)
+from trainer.launcher import run_worker, start_worker
+from trainer.models import build_model, load_model, save_model
+from trainer.streams.synthetic import CameraStreamSpec, generate_window
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    d = tmp_path_factory.mktemp("assets")
+    spec = CameraStreamSpec(name="cam0", seed=1, crop_size=32, window_seconds=40)
+    w = generate_window(spec, 4)
+    w.save(d / "data.npz")
+    w.with_labels(np.full(len(w), -1)).save(d / "unlabelled.npz")
+    save_model(build_model("shufflenet_v2_x0_5", input_size=32), d / "base.pt")
+    return d
+
+
+def _job(assets: Path, out: Path, **kw) -> TrainJob:
+    fields = {"job_id": "j1", "camera": "cam0", "base_checkpoint": assets / "base.pt",
+              "data": assets / "data.npz", "config": RetrainConfig(epochs=2, lr=0.02), "share": 0.5,
+              "device": "cpu", "output_dir": out}
+    fields.update(kw)
+    return TrainJob(**fields)
+
+
+def _run(job_file: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "trainer.worker", str(job_file)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_worker_trains_and_resumes_after_a_crash(assets, tmp_path):
+    out = tmp_path / "out"
+    job = _job(assets, out, config=RetrainConfig(epochs=3, lr=0.02))
+    handle = start_worker(job)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(e["event"] == "epoch" for e in handle.events):
+        time.sleep(0.1)
+    os.killpg(handle.pid, signal.SIGKILL)  # a crash after at least one epoch
+    handle.wait(30)
+    assert (out / "state.pt").is_file() and (out / "best.pt").is_file()
+    assert not [f for f in out.iterdir() if f.name.endswith(".tmp")]
+    res = run_worker(job, timeout=300)
+    assert res.status == "ok", res.message
+    assert res.epochs_done == 3 and res.best_val_accuracy is not None and res.img_per_s > 0
+    assert load_model(res.checkpoint).meta.extra["job_id"] == "j1"
+    events = [json.loads(line) for line in (out / "progress.jsonl").read_text().splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and "resume" in kinds
+    resume = events[kinds.index("resume")]
+    assert resume["epoch"] >= 1
+    assert [e["epoch"] for e in events[kinds.index("resume"):] if e["event"] == "epoch"][-1] == 3
+    assert {"loss", "val_accuracy", "img_per_s"} <= set(events[1])
+
+
+def test_stop_request_is_honoured(assets, tmp_path):
+    out = tmp_path / "out"
+    handle = start_worker(_job(assets, out, config=RetrainConfig(epochs=200, lr=0.02)))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(e["event"] == "epoch" for e in handle.events):
+        time.sleep(0.2)
+    assert handle.is_running()
+    code = handle.stop(timeout=60)
+    assert code == EXIT_OK
+    res = handle.result()
+    assert res.status == "stopped" and res.epochs_done >= 1 and res.epochs_done < 200
+    assert res.checkpoint and load_model(res.checkpoint).meta.family == "shufflenet_v2_x0_5"
+
+
+def test_bad_job_files(tmp_path):
+    bad = tmp_path / "job.json"
+    bad.write_text("{not json")
+    p = _run(bad)
+    assert p.returncode == EXIT_BAD_JOB and "not valid JSON" in p.stderr
+    bad.write_text(json.dumps({"job_id": "x y", "camera": "c", "share": 2, "device": "gpu",
+                               "output_dir": str(tmp_path / "o"), "config": {"epochs": 0}}))
+    p = _run(bad)
+    assert p.returncode == EXIT_BAD_JOB
+    for needle in ("job_id", "share", "device", "config.epochs", "base_checkpoint: Field required"):
+        assert needle in p.stderr, p.stderr
+    assert JobResult.model_validate_json((tmp_path / "o" / "result.json").read_text()).status == "failed"
+    p = _run(tmp_path / "missing.json")
+    assert p.returncode == EXIT_BAD_JOB and "cannot read job file" in p.stderr
+    with pytest.raises(JobError, match="surprise: Extra inputs are not permitted"):
+        bad.write_text(json.dumps({"surprise": 1}))
+        TrainJob.read(bad)
+
+
+@pytest.mark.parametrize("case", ["unlabelled", "missing_data", "missing_checkpoint", "corrupt_data"])
+def test_failures_are_reported(assets, tmp_path, case):
+    out = tmp_path / "out"
+    kw: dict = {}
+    if case == "unlabelled":
+        kw["data"], code, needle = assets / "unlabelled.npz", EXIT_BAD_DATA, "no labelled crops"
+    elif case == "missing_data":
+        kw["data"], code, needle = tmp_path / "none.npz", EXIT_BAD_DATA, "not found"
+    elif case == "corrupt_data":
+        (tmp_path / "junk.npz").write_bytes(b"junk")
+        kw["data"], code, needle = tmp_path / "junk.npz", EXIT_BAD_DATA, "not a readable"
+    else:
+        kw["base_checkpoint"], code, needle = tmp_path / "none.pt", EXIT_BAD_MODEL, "not found"
+    job_file = _job(assets, out, **kw).write(tmp_path / "job.json")
+    p = _run(job_file)
+    assert p.returncode == code, p.stderr
+    res = JobResult.model_validate_json((out / "result.json").read_text())
+    assert res.status == "failed" and res.exit_code == code and needle in res.message
+    assert res.checkpoint is None and not (out / "best.pt").exists()

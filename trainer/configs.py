@@ -1,0 +1,92 @@
+"""Retraining configurations (the knobs the planner picks from) and the default grid.
+
+The original had 6 hyperparameter sets profiled at 5 / 15 / 30 epochs = 18 configurations. Here the
+6 sets are {hidden 64 + head only, hidden 1024 + all layers} x subsample {0.1, 0.5, 1.0}; each set is
+micro-profiled once and its 5/15/30-epoch variants are extrapolated from that one learning curve
+(configs that differ only in epochs share a `profile_key`). `full_grid()` gives the whole cross
+product (2 hidden x 3 layer choices x 3 subsamples x 3 epochs = 54) for users who want more.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RetrainConfig(BaseModel):
+    """One retraining configuration. Frozen and hashable, so it can key dicts and profiles."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    epochs: int = Field(5, ge=1, le=1000)
+    layers: Literal["head", "last_block", "all"] = "all"
+    subsample: float = Field(1.0, gt=0.0, le=1.0, description="fraction of the window's labelled data")
+    batch_size: int = Field(32, ge=1, le=4096)
+    lr: float = Field(0.01, gt=0.0, le=10.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    hidden: int = Field(64, ge=1, le=8192, description="head width; a different width resets the head")
+    history_weight: float = Field(0.0, ge=0.0, description="loss weight of replayed historical samples")
+
+    @property
+    def profile_key(self) -> str:
+        """The name without epochs: configs sharing it share one micro-profiling run."""
+        return self._name(with_epochs=False)
+
+    @property
+    def name(self) -> str:
+        """Stable short name, e.g. 'e15-all-h1024-s0.5' (+ '-b64', '-lr0.001', ... when not default)."""
+        return self._name(with_epochs=True)
+
+    def _name(self, with_epochs: bool) -> str:
+        parts = [f"e{self.epochs}"] if with_epochs else []
+        parts += [{"head": "head", "last_block": "last", "all": "all"}[self.layers], f"h{self.hidden}",
+                  f"s{self.subsample:g}"]
+        defaults = RetrainConfig.model_fields
+        for key, tag in (("batch_size", "b"), ("lr", "lr"), ("momentum", "m"), ("history_weight", "hw")):
+            value = getattr(self, key)
+            if value != defaults[key].default:
+                parts.append(f"{tag}{value:g}")
+        return "-".join(parts)
+
+    @classmethod
+    def from_name(cls, name: str) -> RetrainConfig:
+        """Inverse of `name` (so profiles and CSVs can refer to configs by name)."""
+        fields: dict[str, object] = {}
+        layer_tags = {"head": "head", "last": "last_block", "all": "all"}
+        for part in name.split("-"):
+            if part in layer_tags:
+                fields["layers"] = layer_tags[part]
+                continue
+            for tag, key, conv in (("hw", "history_weight", float), ("lr", "lr", float), ("e", "epochs", int),
+                                   ("h", "hidden", int), ("s", "subsample", float), ("b", "batch_size", int),
+                                   ("m", "momentum", float)):
+                if part.startswith(tag):
+                    try:
+                        fields[key] = conv(part[len(tag):])
+                    except ValueError as exc:
+                        raise ValueError(f"bad config name {name!r}: cannot read {part!r}") from exc
+                    break
+            else:
+                raise ValueError(f"bad config name {name!r}: unknown part {part!r}")
+        return cls(**fields)  # type: ignore[arg-type]
+
+
+DEFAULT_EPOCHS: tuple[int, ...] = (5, 15, 30)
+DEFAULT_SUBSAMPLES: tuple[float, ...] = (0.1, 0.5, 1.0)
+# (hidden, layers) pairs of the 6 base sets: a cheap and a thorough way to retrain.
+DEFAULT_TRUNKS: tuple[tuple[int, Literal["head", "all"]], ...] = ((64, "head"), (1024, "all"))
+
+
+def default_grid(**overrides: object) -> list[RetrainConfig]:
+    """The 18 configurations equivalent to the original's (see the module docstring)."""
+    return [RetrainConfig(hidden=h, layers=layers, subsample=s, epochs=e, **overrides)  # type: ignore[arg-type]
+            for (h, layers), s, e in itertools.product(DEFAULT_TRUNKS, DEFAULT_SUBSAMPLES, DEFAULT_EPOCHS)]
+
+
+def full_grid(**overrides: object) -> list[RetrainConfig]:
+    """hidden {64, 1024} x layers {head, last_block, all} x subsample x epochs (54 configurations)."""
+    return [RetrainConfig(hidden=h, layers=layers, subsample=s, epochs=e, **overrides)  # type: ignore[arg-type]
+            for h, layers, s, e in itertools.product((64, 1024), ("head", "last_block", "all"),
+                                                      DEFAULT_SUBSAMPLES, DEFAULT_EPOCHS)]

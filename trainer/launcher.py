@@ -1,0 +1,143 @@
+"""Start and watch training workers from the controller (`python -m trainer.worker` subprocesses).
+
+Each worker runs in its own session (process group) so stop() can signal it without touching the
+controller, and its stdout/stderr go to OUTPUT/worker.log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from trainer.jobs import EXIT_FAILED, JOB_FILE, PROGRESS_FILE, RESULT_FILE, STOP_FILE, JobResult, TrainJob
+
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class WorkerHandle:
+    def __init__(self, job: TrainJob, process: subprocess.Popen[bytes]) -> None:
+        self.job = job
+        self.process = process
+        self._offset = 0
+        self._events: list[dict[str, Any]] = []
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def output_dir(self) -> Path:
+        return self.job.output_dir
+
+    def is_running(self) -> bool:
+        return self.process.poll() is None
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit code, or None if still running after `timeout` seconds."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def poll_progress(self) -> list[dict[str, Any]]:
+        """New progress events since the last call (complete lines only)."""
+        path = self.output_dir / PROGRESS_FILE
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(self._offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return []
+        end = chunk.rfind(b"\n") + 1
+        self._offset += end
+        new = []
+        for line in chunk[:end].splitlines():
+            try:
+                new.append(json.loads(line))
+            except ValueError:
+                continue
+        self._events.extend(new)
+        return new
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        self.poll_progress()
+        return list(self._events)
+
+    def latest(self) -> dict[str, Any] | None:
+        ev = self.events
+        return ev[-1] if ev else None
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """Ask the worker to stop (stop file + SIGTERM); SIGKILL it after `timeout`. Returns exit code."""
+        if not self.is_running():
+            return self.process.returncode
+        (self.output_dir / STOP_FILE).touch()
+        self._signal(signal.SIGTERM)
+        code = self.wait(timeout)
+        if code is None:
+            self._signal(signal.SIGKILL)
+            code = self.wait(5.0)
+        return code
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.process.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def result(self) -> JobResult | None:
+        """The worker's result.json; None while running; a failed result if it died without one."""
+        path = self.output_dir / RESULT_FILE
+        if path.is_file():
+            try:
+                return JobResult.model_validate_json(path.read_text(encoding="utf-8"))
+            except ValueError:
+                pass
+        if self.is_running():
+            return None
+        code = self.process.returncode
+        return JobResult(job_id=self.job.job_id, status="failed", exit_code=code if code else EXIT_FAILED,
+                         message=f"worker exited with code {code} without a result (killed?); "
+                                 f"see {self.output_dir / 'worker.log'}")
+
+
+def start_worker(job: TrainJob, env: Mapping[str, str] | None = None, python: str | None = None) -> WorkerHandle:
+    """Write OUTPUT/job.json and start `python -m trainer.worker` on it. A stale STOP file or result
+    from an earlier run of the same output dir is removed first (state.pt is kept, to resume)."""
+    out = job.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in (STOP_FILE, RESULT_FILE):
+        (out / stale).unlink(missing_ok=True)
+    job_path = job.write(out / JOB_FILE)
+    full_env = dict(os.environ if env is None else env)
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        [str(_PROJECT_ROOT)] + ([full_env["PYTHONPATH"]] if full_env.get("PYTHONPATH") else []))
+    full_env.setdefault("PYTHONUNBUFFERED", "1")
+    with open(out / "worker.log", "ab") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([python or sys.executable, "-m", "trainer.worker", str(job_path)],
+                                stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=str(_PROJECT_ROOT),
+                                start_new_session=True)
+    return WorkerHandle(job, proc)
+
+
+def run_worker(job: TrainJob, timeout: float | None = None, env: Mapping[str, str] | None = None) -> JobResult:
+    """Start a worker and wait for its result (stopping it after `timeout` seconds)."""
+    handle = start_worker(job, env)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while handle.is_running():
+        if deadline is not None and time.monotonic() > deadline:
+            handle.stop()
+            break
+        time.sleep(0.1)
+    handle.wait()
+    res = handle.result()
+    assert res is not None
+    return res
