@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=float, default=200.0, help="retraining window in seconds (200)")
     parser.add_argument("--delta", type=float, default=0.1, help="thief's steal step in GPU share (0.1)")
     parser.add_argument("--scheduler", default="thief",
-                        choices=["thief", "fair", "uniform", "noretrain", "all", "thief-reference"],
+                        choices=["thief", "ekya", "fair", "uniform", "noretrain", "all", "thief-reference"],
                         help="all = thief, fair, uniform, noretrain")
     parser.add_argument("--plan-with", choices=["predicted", "actual"], default="actual",
                         help="plan on the predicted columns (execute the actual ones) or on the actual ones")

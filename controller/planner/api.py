@@ -6,13 +6,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from .baselines import fair, noretrain, uniform
+from .ekya import ekya
 from .objective import CameraStatus
 from .profiles import CameraState, Plan, Problem, RetrainOption
 from .thief import thief
 from .thief_reference import thief_reference
 
-SCHEDULERS = ("thief", "fair", "uniform", "noretrain", "thief-reference")
-REPLANNING = ("thief", "thief-reference")  # schedulers re-run on every completion
+SCHEDULERS = ("thief", "fair", "uniform", "noretrain", "thief-reference", "ekya")
+REPLANNING = ("thief", "thief-reference", "ekya")  # schedulers re-run on every completion
 
 
 def plan(problem: Problem, scheduler: str = "thief", *, fixed_config: str | None = None,
@@ -22,6 +23,8 @@ def plan(problem: Problem, scheduler: str = "thief", *, fixed_config: str | None
         return thief(problem)
     if scheduler == "thief-reference":
         return thief_reference(problem)
+    if scheduler == "ekya":
+        return ekya(problem)
     if scheduler == "fair":
         return fair(problem, fixed_config, 0.5 if inference_fraction is None else inference_fraction)
     if scheduler == "uniform":

@@ -215,6 +215,8 @@ class FastEvaluator:
             inf += idle / k
             tr[running] += idle / k
         base = self.base0.copy()
+        if T <= 0:  # no time left: the instantaneous accuracy (as evaluate() reports it)
+            return float(np.dot(base, prof.scale_array(inf))) / n
         work = np.asarray(work, dtype=float).copy()
         integral = 0.0
         t = 0.0
@@ -260,14 +262,20 @@ def scale_of(profile: InferenceProfile, share: float) -> float:
 
 def batch_mean(problem: Problem, inf: np.ndarray, tr: np.ndarray, end: np.ndarray, work: np.ndarray,
                has_job: np.ndarray) -> np.ndarray:
-    """FastEvaluator.mean for M candidate allocations at once: arrays (M, N) -> (M,)."""
+    """FastEvaluator.mean for M candidate allocations at once: arrays (M, N) -> (M,).
+
+    Rows whose window is over (or with no job left running) leave the working set, so each event step
+    only touches the rows still changing."""
     n = len(problem.cameras)
     T = float(problem.window)
     m = inf.shape[0]
     if n == 0 or m == 0:
         return np.zeros(m)
     thr, prof = problem.throughput, problem.inference
+    linear = thr.is_linear
+    scale = _scale_fn(prof)
     base = np.broadcast_to(np.array([c.accuracy for c in problem.cameras], dtype=float), (m, n)).copy()
+    end = np.asarray(end, dtype=float)
     running = np.asarray(has_job, dtype=bool).copy()
     tr_in = np.asarray(tr, dtype=float)
     idle = np.where(running, 0.0, tr_in).sum(axis=1)
@@ -275,26 +283,65 @@ def batch_mean(problem: Problem, inf: np.ndarray, tr: np.ndarray, end: np.ndarra
     inf = np.asarray(inf, dtype=float) + share0[:, None]
     tr = np.where(running, tr_in + share0[:, None], 0.0)
     work = np.asarray(work, dtype=float).copy()
+    out = np.zeros(m)
     integral = np.zeros(m)
     t = np.zeros(m)
+    rows = np.arange(m)
+    inf_t = np.inf
+    if T <= 0:  # no time left: the instantaneous accuracy (as evaluate() reports it)
+        return (base * prof.scale_array(inf)).sum(axis=1) / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        integral, rows = _batch_events(n, T, thr, linear, scale, base, end, running, inf, tr, work, out, integral,
+                                       t, rows, inf_t)
+    if rows.size:
+        out[rows] = integral
+    return out / (T * n) if T > 0 else out
+
+
+def _batch_events(n, T, thr, linear, scale, base, end, running, inf, tr, work, out, integral, t, rows, inf_t):
+    # a job not running has infinite work left and no training share; a running one a positive share
+    w = np.where(running, work, inf_t)
+    nrun = running.sum(axis=1)
+    run = running
+    tiny = 1e-300
     for _ in range(n + 1):
-        rates = tr if thr.is_linear else thr.array(tr)
-        ttf = _time_to_finish(running, work, rates)
+        rates = tr if linear else thr.array(tr)
+        ttf = w / np.maximum(rates, tiny)
         nxt = ttf.min(axis=1)
         dt = np.minimum(nxt, T - t)
-        integral += (base * prof.scale_array(inf)).sum(axis=1) * dt
+        integral += (base * scale(inf)).sum(axis=1) * dt
         t += dt
-        if not np.isfinite(nxt).any() or (t >= T - EPS).all():
+        fin = (ttf <= (dt + 1e-9)[:, None]) & (t < T - EPS)[:, None]
+        going = fin.any(axis=1)
+        k = int(going.sum())
+        if k == 0:
             break
-        work = work - rates * dt[:, None]
-        fin = running & (ttf <= dt[:, None] + 1e-9) & (t[:, None] < T - EPS)
-        if not fin.any():
-            break
+        if k <= 0.7 * len(going):  # many rows have nothing left to happen: set them aside (final values)
+            stop = ~going
+            out[rows[stop]] = integral[stop]
+            rows, integral, t, base, end, run, inf, tr, w, fin, rates, dt, nrun = (
+                x[going] for x in (rows, integral, t, base, end, run, inf, tr, w, fin, rates, dt, nrun))
+        w = w - rates * dt[:, None]
+        w[fin] = inf_t
         base = np.where(fin, end, base)
-        running &= ~fin
-        freed = (tr * fin).sum(axis=1)
-        tr = np.where(fin, 0.0, tr)
-        share = freed / (running.sum(axis=1) + n)
-        inf += share[:, None]
-        tr = np.where(running, tr + share[:, None], tr)
-    return integral / (T * n) if T > 0 else integral
+        run = run & ~fin
+        nrun = nrun - fin.sum(axis=1)
+        freed = np.where(fin, tr, 0.0).sum(axis=1)
+        share = (freed / (nrun + n))[:, None]
+        inf = inf + share
+        tr = np.where(run, tr + share, 0.0)
+    return integral, rows
+
+
+def _scale_fn(prof: InferenceProfile):
+    """A lean scale_array for the common case (linear inference throughput)."""
+    if not prof.throughput.is_linear:
+        return prof.scale_array
+    st, fa, full = prof._st, prof._fa, prof.full_share
+
+    def scale(s: np.ndarray) -> np.ndarray:  # called under errstate(divide="ignore")
+        r = full / s
+        out = np.interp(r, st, fa, right=0.0)
+        return np.where(s >= full - EPS, 1.0, out)
+
+    return scale

@@ -18,10 +18,15 @@ candidate by the exact objective, so it is at least the fair start's value.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
+from .baselines import noretrain
 from .common import build_plan, exact_mean
+from .grid import build_tables, choose_units, mckp
+from .packing import pack
+from .refine import GridScorer, GridState, refine
 from .lattice import fair_lattice
 from .objective import FastEvaluator, batch_mean
 from .profiles import Plan, Problem
@@ -31,20 +36,31 @@ GAIN_EPS = 1e-12
 
 
 def thief(problem: Problem, *, max_passes: int = 3, price_rounds: int | None = None, exact: bool = True,
-          polish_separable: bool | None = None, exact_jobs: int = 48, screen: int = 96,
-          global_iters: int = 30) -> Plan:
+          polish_separable: bool | None = None, exact_jobs: int = 48, screen: int = 64,
+          global_iters: int = 12, knapsack: bool = True, pack_devices: bool = True,
+          repair_rounds: int = 8, both_starts: bool | None = None) -> Plan:
     """Plan one window (or the time left of it) with Algorithm 1.
 
-    Phase 1 runs Algorithm 1 on the separable estimate (price 0: the original's own-camera estimate;
-    `price_rounds` > 0 adds rounds with a shadow price on the share a finished job hands back; default
-    0, or 1 when there are more than `exact_jobs` jobs).
-    Phase 2 (exact=True) runs the same thief moves scored on the exact objective from the fair start
-    (and from phase 1's result with polish_separable, default on when there are more than `exact_jobs`
-    jobs): with at most `exact_jobs` jobs, every job as
-    thief in turn takes the best steal over all victims and sizes until no steal improves (at most
-    max_passes passes); with more jobs, up to `global_iters` rounds take the best of the `screen` moves
-    with the largest separable gains (combining the improving ones on disjoint cameras when that is
-    better still). The best plan by the exact objective wins.
+    Candidates on the thief's lattice (the fair start plus whole steps of delta), with PickConfigs'
+    configs throughout:
+    - Algorithm 1 on the separable estimate (price 0: the original's own-camera estimate;
+      `price_rounds` > 0 adds rounds with a shadow price on the share a finished job hands back;
+      default 0, or 1 when there are more than `exact_jobs` jobs);
+    - with `knapsack`, the best lattice allocation under that estimate with a shared budget (an exact
+      knapsack over cameras: every allocation on the lattice with the fair split's total is reachable
+      by steals, so this is the best Algorithm 1 could reach on the estimate), at price 0 and at the
+      knapsack's shadow price.
+    Phase 2 (exact=True) runs thief moves scored on the exact objective from the fair start, and also
+    from the best candidate when `both_starts` (default: on large problems) (with at most `exact_jobs`
+    jobs, every job as thief in turn takes the best steal
+    over all victims and sizes until no steal improves, at most max_passes passes; with more jobs, up
+    to `global_iters` rounds take the best of the `screen` moves with the largest separable gains,
+    combining the improving ones on disjoint cameras when that is better still). The best plan by the
+    exact objective wins.
+    Multi-GPU (`pack_devices`): when the result's jobs do not pack on the devices (first-fit
+    decreasing), the shares are repaired on a fine grid so that every job fits on one device (a
+    knapsack per device, PickConfigs' configs) and refined by `repair_rounds` device-aware exact thief
+    moves; the plan reports each job's device.
     """
     t0 = time.perf_counter()
     large = 2 * len(problem.cameras) > exact_jobs  # auto settings: more separable work on large problems
@@ -56,22 +72,35 @@ def thief(problem: Problem, *, max_passes: int = 3, price_rounds: int | None = N
     vals = lat.values()
     n = model.n
     _, cfg_idx = model.training_table(vals)  # PickConfigs (own estimate) at every training level
-    best = None
+    cands: list[tuple[float, list[int], list[int]]] = []
+
+    def add(li, lt) -> None:
+        c_inf, c_tr, c_cfgs = _shares(model, vals, cfg_idx, li, lt)
+        cands.append((exact_mean(problem, c_inf, c_tr, c_cfgs, ev), list(li), list(lt)))
+
     prev_inf = np.full(n, lat.fair)
     prev_tr = np.where(model.has_options, lat.fair, 0.0)
     for r in range(price_rounds + 1):
         price = model.shadow_price(prev_inf, prev_tr) if r > 0 else 0.0
         li, lt = _search(problem, model, lat, vals, price, max_passes)
-        c_inf, c_tr, c_cfgs = _shares(model, vals, cfg_idx, li, lt)
-        acc = exact_mean(problem, c_inf, c_tr, c_cfgs, ev)
-        if best is None or acc > best[0] + GAIN_EPS:
-            best = (acc, li, lt)
-        prev_inf, prev_tr = c_inf, c_tr
-    _, li, lt = best
+        add(li, lt)
+        prev_inf, prev_tr = _shares(model, vals, cfg_idx, li, lt)[:2]
+    if knapsack and n > 0 and problem.gpus > 0 and lat.size > 1:
+        lam = None
+        for f in (0.0, 1.0):
+            if f > 0 and not lam:
+                break
+            res = lattice_knapsack(problem, model, lat, vals, cfg_idx, f * (lam or 0.0))
+            if res is None:
+                break
+            k_li, k_lt, k_lam = res
+            lam = k_lam if lam is None else lam
+            add(k_li, k_lt)
+    best = max(cands, key=lambda c: c[0])
     if exact and n > 0 and problem.gpus > 0 and lat.size > 1:
-        starts = [([lat.start] * n, [lat.start if model.has_options[v] else -1 for v in range(n)])]
-        if polish_separable:
-            starts.append((li, lt))
+        fair_start = ([lat.start] * n, [lat.start if model.has_options[v] else -1 for v in range(n)])
+        both = polish_separable if both_starts is None else both_starts
+        starts = [fair_start, (best[1], best[2])] if both else [fair_start]
         for s_li, s_lt in starts:
             e_li, e_lt = _exact_search(problem, model, lat, vals, cfg_idx, s_li, s_lt, max_passes, exact_jobs,
                                        screen, global_iters)
@@ -79,9 +108,96 @@ def thief(problem: Problem, *, max_passes: int = 3, price_rounds: int | None = N
             acc = exact_mean(problem, e_inf, e_tr, e_cfgs, ev)
             if acc > best[0] + GAIN_EPS:
                 best = (acc, e_li, e_lt)
-        _, li, lt = best
+    _, li, lt = best
     inf, tr, cfgs = _shares(model, vals, cfg_idx, li, lt)
-    return build_plan(problem, "thief", inf, tr, cfgs, time.perf_counter() - t0, ev)
+    plan = build_plan(problem, "thief", inf, tr, cfgs, 0.0, ev)
+    if pack_devices and not plan.placement_ok and problem.gpus > 0:
+        repaired = repair_placement(problem, model, inf, tr, cfgs, "thief", ev, rounds=repair_rounds)
+        if repaired.placement_ok:
+            plan = repaired
+    # safety floor: noretrain's equal split (what the fair start becomes when no config is worth it)
+    floor = noretrain(problem)
+    if (floor.placement_ok or not plan.placement_ok) and floor.planned_accuracy > plan.planned_accuracy + 1e-12:
+        plan = replace(floor, scheduler="thief")
+    return replace(plan, plan_seconds=time.perf_counter() - t0)
+
+
+def lattice_knapsack(problem: Problem, model: SeparableModel, lat, vals: np.ndarray, cfg_idx: np.ndarray,
+                     price: float) -> tuple[list[int], list[int], float] | None:
+    """The best allocation on the thief's lattice under the separable estimate with a shared budget
+    (the fair split's total), configs by PickConfigs; price values the share a finished job (or an idle
+    training share) hands back. Returns levels (training -1: no job) and the knapsack's shadow price."""
+    n, K = model.n, lat.size
+    d = lat.delta
+    s0 = float(vals[0])
+    has = model.has_options
+    J = n + int(has.sum())
+    budget = int(np.floor((problem.gpus - J * s0) / d + 1e-6))
+    if budget < 0:
+        return None
+    T = float(problem.window)
+    S = model.inference_scale(vals)  # (K,)
+    # per camera and training level: PickConfigs' window-average base accuracy and the share-time handed back
+    rate = problem.throughput.array(vals)
+    Bt = np.repeat(model.base[:, None], K, axis=1)
+    back = np.repeat(vals[None, :], n, axis=0)  # idle training share: handed back at once
+    if model.width and T > 0:
+        j = np.maximum(cfg_idx, 0)
+        rows = np.arange(n)[:, None]
+        cost = model.cost[rows, j]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tau = np.where(cost == 0, 0.0, np.where(rate[None, :] > 0, cost / np.where(rate > 0, rate, 1.0)[None, :], np.inf))
+        frac = np.clip(tau / T, 0.0, 1.0)
+        picked = cfg_idx >= 0
+        Bt = np.where(picked, model.base[:, None] * frac + model.end[rows, j] * (1.0 - frac), Bt)
+        back = np.where(picked, vals[None, :] * (1.0 - frac), back)
+    U = S[None, :, None] * Bt[:, None, :] + price * back[:, None, :]  # (N, Ka, Kt)
+    floor = model.min_inference_share_index(S, lat.start)
+    X = 2 * K - 1
+    V = np.full((n, X), -np.inf)
+    A = np.full((n, X), -1, dtype=int)
+    for v in range(n):
+        lo = int(floor[v])
+        if has[v]:
+            for a in range(lo, K):
+                seg = U[v, a, :]
+                cur = V[v, a:a + K]
+                better = seg > cur
+                V[v, a:a + K] = np.where(better, seg, cur)
+                A[v, a:a + K] = np.where(better, a, A[v, a:a + K])
+        else:
+            V[v, lo:K] = S[lo:K] * model.base[v]
+            A[v, lo:K] = np.arange(lo, K)
+    total, xs, F = mckp(V, budget, curve=True)
+    if not np.isfinite(total):
+        return None
+    li = [int(A[v, xs[v]]) for v in range(n)]
+    lt = [int(xs[v] - li[v]) if has[v] else -1 for v in range(n)]
+    k = max(1, int(round(0.1 / d)))
+    lam = 0.0
+    if budget >= k and np.isfinite(F[budget - k]):
+        lam = max(float(F[budget] - F[budget - k]) / (k * d), 0.0)
+    return li, lt, lam
+
+
+def repair_placement(problem: Problem, model: SeparableModel, inf: np.ndarray, tr: np.ndarray,
+                     cfgs, scheduler: str, ev: FastEvaluator, rounds: int = 8) -> Plan:
+    """Make an allocation pack: shares floored to a fine grid, a per-device knapsack where first-fit
+    decreasing fails (price 0: PickConfigs' configs), then device-aware exact thief moves."""
+    m = choose_units(problem)
+    tab = build_tables(problem, model, m, 0.0)
+    has = np.array([c is not None for c in cfgs], dtype=bool)
+    li = np.clip(np.floor(np.asarray(inf) * m + 1e-6).astype(int), 0, tab.ki - 1)
+    li = np.maximum(li, tab.imin)
+    lt = np.where(has, np.clip(np.floor(np.asarray(tr) * m + 1e-6).astype(int), 0, tab.kt - 1), 0)
+    # a training level the tables cannot run (no config finishes there) is dropped
+    lt = np.where(np.isfinite(tab.U[np.arange(model.n), li, lt]), lt, 0)
+    p_li, p_lt, dev_i, dev_t, _ = pack(tab, li, lt, problem.gpus)
+    scorer = GridScorer(problem, model, tab)
+    st, _ = refine(scorer, GridState(p_li, p_lt, dev_i, dev_t), problem.gpus, rounds=rounds, screen=48)
+    c = scorer.configs(st.li, st.lt)
+    lt_used = np.where([x is not None for x in c], st.lt, 0)
+    return build_plan(problem, scheduler, st.li / m, lt_used / m, c, 0.0, ev, devices=(st.dev_i, st.dev_t))
 
 
 def _shares(model: SeparableModel, vals: np.ndarray, cfg_idx: np.ndarray, li, lt):
@@ -194,42 +310,59 @@ def _exact_search(problem: Problem, model: SeparableModel, lat, vals: np.ndarray
     jobs = [(v, False) for v in range(n)] + [(v, True) for v in range(n) if has_opt[v]]
     jobs.sort()
 
+    jv = np.array([v for v, _ in jobs], dtype=int)
+    jk = np.array([k for _, k in jobs], dtype=bool)
+    jlow = np.where(jk, 0, floor[jv]) if len(jobs) else np.zeros(0, dtype=int)
+
     def moves(thieves) -> tuple[np.ndarray, np.ndarray]:
-        """Candidate level arrays for every (thief in thieves, victim, size)."""
+        """Candidate level arrays for every (thief in thieves, victim, size), victims in job order and
+        sizes ascending."""
         rows_i, rows_t = [], []
         for tv, tk in thieves:
-            t_lvl = LT[tv] if tk else LI[tv]
-            room = K - 1 - t_lvl
-            for vv, vk in jobs:
-                if (vv, vk) == (tv, tk):
-                    continue
-                v_lvl = LT[vv] if vk else LI[vv]
-                avail = v_lvl - (0 if vk else floor[vv])
-                for m in range(1, min(room, avail) + 1):
-                    a, b = LI.copy(), LT.copy()
-                    (b if tk else a)[tv] += m
-                    (b if vk else a)[vv] -= m
-                    rows_i.append(a)
-                    rows_t.append(b)
+            room = K - 1 - (LT[tv] if tk else LI[tv])
+            steps = np.minimum(room, np.where(jk, LT[jv], LI[jv]) - jlow)
+            steps[(jv == tv) & (jk == tk)] = 0
+            steps = np.maximum(steps, 0)
+            total = int(steps.sum())
+            if total == 0:
+                continue
+            vidx = np.repeat(np.arange(len(jobs)), steps)
+            ms = np.arange(total) - np.repeat(np.cumsum(steps) - steps, steps) + 1
+            a = np.repeat(LI[None], total, axis=0)
+            b = np.repeat(LT[None], total, axis=0)
+            r = np.arange(total)
+            (b if tk else a)[:, tv] += ms
+            vc, vkk = jv[vidx], jk[vidx]
+            b[r[vkk], vc[vkk]] -= ms[vkk]
+            a[r[~vkk], vc[~vkk]] -= ms[~vkk]
+            rows_i.append(a)
+            rows_t.append(b)
         if not rows_i:
             return np.zeros((0, n), dtype=int), np.zeros((0, n), dtype=int)
-        return np.array(rows_i), np.array(rows_t)
+        return np.concatenate(rows_i), np.concatenate(rows_t)
 
     cur = float(score(LI[None], LT[None])[0])
     if len(jobs) <= exact_jobs:
+        version = 0  # accepted moves so far
+        settled: dict[tuple[int, bool], int] = {}  # thief -> version at which it found nothing
         for _ in range(max_passes):
             improved = False
             for job in jobs:
+                if settled.get(job) == version:  # same state as when it last found nothing
+                    continue
                 for _ in range(8):
                     ci, ct = moves([job])
                     if len(ci) == 0:
+                        settled[job] = version
                         break
                     vals_c = score(ci, ct)
                     k = int(np.argmax(vals_c))
                     if vals_c[k] <= cur + GAIN_EPS:
+                        settled[job] = version
                         break
                     cur, LI, LT = float(vals_c[k]), ci[k], ct[k]
                     improved = True
+                    version += 1
             if not improved:
                 break
     else:
