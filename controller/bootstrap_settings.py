@@ -17,6 +17,11 @@ def bootstrap_settings(config: DeploymentConfig):
         golden_family=config.golden_model.family,
         golden_hidden=config.golden_model.hidden,
         golden_input_size=config.golden_model.input_size,
+        history_windows=config.bootstrap.history_windows,
+        edge_crops=config.bootstrap.edge_crops,
+        edge_epochs=config.bootstrap.edge_epochs,
+        golden_crops=config.bootstrap.golden_crops,
+        golden_epochs=config.bootstrap.golden_epochs,
     )
 
 

@@ -21,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-from controller.directives import CameraDirective, DirectiveWatcher
+from controller.directives import CameraDirective, DirectiveWatcher, frame_is_processed
 from controller.layout import DataLayout
 from controller.spool import Spool
 from trainer.atomic import atomic_write_json
@@ -182,11 +182,11 @@ class CameraClient:
                 break
             directive = self.watcher.poll() or directive
             stats.frames += 1
-            stats.stride_frames[directive.stride] += 1
+            stats.stride_frames[round(directive.stride, 2)] += 1
             idx = crops_of[k]
             late = time.time() - due > frame_period  # a real camera drops frames it cannot keep up with
             stats.late_frames += int(late)
-            if not late and k % directive.stride == 0:
+            if not late and frame_is_processed(k, directive.stride):
                 if len(idx):
                     labels = self._infer(data.images[idx], stats)
                     if labels is not None:

@@ -244,7 +244,7 @@ Resources = Annotated[CpuResources | GpuResources, Field(discriminator="mode")]
 
 # ------------------------------------------------------------------------------- scheduling, training
 class SchedulerConfig(_Model):
-    name: Literal["thief", "fair", "uniform", "noretrain"] = "thief"
+    name: Literal["thief", "ekya", "fair", "uniform", "noretrain"] = "thief"
     fair_inference_weight: float = Field(0.5, gt=0.0, lt=1.0)  # fair: inference's part of the GPUs
     uniform_inference_fraction: float = Field(0.5, gt=0.0, lt=1.0)  # uniform: static inference split
     min_inference_accuracy: float = Field(0.0, ge=0.0, le=1.0)  # thief: never plan a camera below it
@@ -262,6 +262,16 @@ RetrainingConfig = RetrainConfig
 def default_retraining_grid() -> list[RetrainConfig]:
     """The 18 configurations equivalent to the original's (trainer.configs.default_grid)."""
     return default_grid()
+
+
+class BootstrapConfig(_Model):
+    """How the initial models are trained (`ekya bootstrap`, or the controller's first start)."""
+
+    history_windows: int = Field(1, ge=1, le=100)  # windows -k..-1 of every camera for the edge model
+    edge_crops: int = Field(1600, ge=10)
+    edge_epochs: int = Field(4, ge=1, le=1000)
+    golden_crops: int = Field(2400, ge=10)
+    golden_epochs: int = Field(4, ge=1, le=1000)
 
 
 class MicroprofilerConfig(_Model):
@@ -407,6 +417,7 @@ class DeploymentConfig(_Model):
     metrics: MetricsConfig = MetricsConfig()
     label_sampling_rate: Fraction = 0.1
     inference: InferenceConfig = InferenceConfig()
+    bootstrap: BootstrapConfig = BootstrapConfig()
 
     @field_validator("retraining_configs", mode="before")
     @classmethod

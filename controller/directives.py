@@ -19,12 +19,21 @@ from trainer.atomic import atomic_write_json
 class CameraDirective:
     t0: float  # wall-clock time (time.time()) at which window 0 starts
     window_seconds: float
-    stride: int = 1  # infer every stride-th frame; the others keep their track's last prediction
+    stride: float = 1.0  # infer a 1/stride fraction of frames, evenly spaced (fractional strides allowed);
+    # frames not inferred keep their track's last prediction
     window: int = 0  # the window the controller is in when it wrote this
     stop_after_window: int | None = None  # cameras exit after finishing this window (demos, tests)
 
     def window_at(self, now: float) -> int:
         return int((now - self.t0) // self.window_seconds)
+
+
+def frame_is_processed(k: int, stride: float) -> bool:
+    """Whether frame k (counted from the window start) is inferred under a possibly fractional stride:
+    frames where floor(k / stride) steps, so exactly a 1/stride fraction, evenly spaced."""
+    if stride <= 1.0:
+        return True
+    return k == 0 or int(k / stride) != int((k - 1) / stride)
 
 
 def write_directive(path: Path, directive: CameraDirective) -> None:

@@ -112,6 +112,9 @@ class Controller:
         self._start_gpu_support()
         self.pool = TrainerPool(self.layout.jobs_dir, cores=self.cores,
                                 gpu_env=self.mps.env_for_share if self.mps is not None else None)
+        from controller.inference_profile import measured_profile
+
+        self.inference_profile = measured_profile(self.config)
         self._ensure_triton()
         self._ensure_models()
         if state.window < 0:  # a fresh deployment's clock starts once its models serve (bootstrap takes a while)
@@ -319,7 +322,7 @@ class Controller:
         if elapsed >= state.window_seconds - 1.0:
             return
         running = {r.camera: r for r in self.pool.running()} if self.pool else {}
-        if self.scheduler == "thief" and self.config.scheduler.replan_on_completion:
+        if self.scheduler in ("thief", "ekya") and self.config.scheduler.replan_on_completion:
             statuses = []
             for cam in context.problem.cameras:
                 job = running.get(cam.name)
@@ -374,7 +377,7 @@ class Controller:
         cam = self._state.cameras[name]
         cam.inference_share = share
         raw = self.inference_profile.stride(share)
-        stride = MAX_STRIDE if not math.isfinite(raw) else max(1, min(MAX_STRIDE, math.ceil(raw - 1e-6)))
+        stride = float(MAX_STRIDE) if not math.isfinite(raw) else round(max(1.0, min(MAX_STRIDE, raw)), 3)
         instances = max(1, min(self.config.inference.max_instances,
                                math.ceil(share / self.inference_profile.full_share - 1e-6)))
         if stride != cam.stride:
@@ -572,7 +575,7 @@ class Controller:
             self._pending: dict[str, tuple[Path, Path]] = {}
         return self._pending
 
-    def _publish_directive(self, name: str, stride: int) -> None:
+    def _publish_directive(self, name: str, stride: float) -> None:
         state = self._state
         write_directive(self.layout.directive_file(name), CameraDirective(
             t0=state.t0, window_seconds=state.window_seconds, stride=stride, window=max(0, state.window),

@@ -60,7 +60,7 @@ def profile_camera(
     min_crops: int = 16,
 ) -> CameraProfile:
     """Micro-profile `configs` for one camera starting from its serving `model` (not modified)."""
-    from trainer.training import evaluate, train as train_model
+    from trainer.training import Trainer, evaluate
 
     started = time.monotonic()
     camera = train.camera
@@ -76,15 +76,22 @@ def profile_camera(
     profiles: list[MicroProfile] = []
     for key, members in groups.items():
         spent = time.monotonic() - started
-        if spent >= budget_seconds:
+        if runs and spent >= budget_seconds:  # the first kind is always profiled: never zero options
             log.info("%s: profiling budget %.1fs spent; %d config kinds not profiled", camera, budget_seconds,
                      len(groups) - len(runs))
             break
         probe_config = members[0].model_copy(update={"epochs": epochs, "subsample": 1.0})
         candidate = copy.deepcopy(model)
-        result = train_model(candidate, sample, probe_config, val=test, device=device, keep_best=False)
-        accuracies = tuple(float(s.val_accuracy or 0.0) for s in result.history)
-        per_epoch = sum(s.seconds for s in result.history) / max(1, len(result.history))
+        trainer = Trainer(candidate, sample, probe_config, device=device)
+        accs: list[float] = []
+        train_seconds = 0.0
+        for _ in range(epochs):
+            t0 = time.perf_counter()
+            trainer.run_epoch()
+            train_seconds += time.perf_counter() - t0  # training only: validation is not part of the cost
+            accs.append(evaluate(candidate, test, device))
+        accuracies = tuple(accs)
+        per_epoch = train_seconds / max(1, epochs)
         run = ProfileRun(key, start_accuracy, accuracies, per_epoch)
         runs.append(run)
         for config in members:

@@ -18,6 +18,17 @@ from controller.loop import Controller
 log = logging.getLogger(__name__)
 
 
+class _QuietMonitorSkips(logging.Filter):
+    """The 1-second trainer monitor is skipped whenever a publish keeps it busy: expected, not news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("Controller.monitor" in message and "skipped" in message)
+
+
+logging.getLogger("apscheduler.scheduler").addFilter(_QuietMonitorSkips())
+
+
 def run_controller(config: DeploymentConfig, *, scheduler: str | None = None, max_windows: int | None = None,
                    stop: threading.Event | None = None, keep_triton: bool = False,
                    metrics_port: int | None = None, on_started=None, bootstrap_progress: bool = True,

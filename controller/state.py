@@ -35,7 +35,7 @@ class CameraRecord(BaseModel):
     serving_checkpoint: str | None = None  # the PyTorch checkpoint behind the served version
     serving_accuracy: float | None = None  # on the latest golden-labelled held-out data
     live_accuracy: float | None = None  # the camera client's own measurement, latest window
-    stride: int = 1
+    stride: float = 1.0
     inference_share: float = 0.0
     training_share: float = 0.0
     config: str | None = None

@@ -1,0 +1,64 @@
+"""End-to-end benchmark: the demo's comparison, the same cameras and seeds for every scheduler.
+
+    python bench/e2e.py [--quick] [--config examples/deployment.yaml] [--windows 4] [--json]
+
+Each scheduler runs the real system (embedded Triton, camera clients, controller, trainer processes) on
+the same deterministic synthetic streams, one after the other. The accuracy is what the cameras measured
+(objects in skipped frames keep their track's last prediction). Window 0 runs on the bootstrap models for
+every scheduler (there is no data to retrain on yet), so the comparison that matters is over the
+retraining windows (1..N-1), reported as "mean_accuracy_retraining_windows".
+Last line: JSON {"cameras", "windows", "failed_requests", "swaps", "schedulers": {NAME: {"mean_accuracy", ...}}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.machine import describe  # noqa: E402
+from controller.comparison import render_table, run_comparison, summary  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=ROOT / "examples" / "deployment.yaml")
+    parser.add_argument("--windows", type=int, default=None, help="windows per scheduler (default 4, quick 3)")
+    parser.add_argument("--quick", action="store_true", help="2 cameras, 3 shorter windows")
+    parser.add_argument("--schedulers", default="thief,fair,noretrain")
+    parser.add_argument("--out", type=Path, default=ROOT / ".ekya" / "bench-e2e")
+    parser.add_argument("--json", action="store_true", help="print only the JSON line")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    windows = args.windows or (3 if args.quick else 4)
+    overrides = None
+    if args.quick:
+        import yaml
+
+        raw = yaml.safe_load(args.config.read_text())
+        overrides = {"cameras": raw["cameras"][:2], "window_seconds": min(20, raw.get("window_seconds", 20))}
+    started = time.monotonic()
+    runs = run_comparison(args.config, [s.strip() for s in args.schedulers.split(",")], windows, args.out,
+                          overrides=overrides)
+    result = summary(runs, windows)
+    result["machine"] = describe()
+    result["seconds"] = round(time.monotonic() - started, 1)
+    if not args.json:
+        print(f"machine: {result['machine']}")
+        render_table(runs)
+        for name, s in result["schedulers"].items():
+            print(f"{name:>10}: mean accuracy {s['mean_accuracy']}, over retraining windows "
+                  f"{s['mean_accuracy_retraining_windows']}, {s['swaps']} swaps, {s['failed_requests']} failed requests")
+    print(json.dumps(result))
+    return 0 if result["failed_requests"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
