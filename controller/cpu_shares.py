@@ -20,8 +20,22 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 
+def max_trainer_threads(cores: int) -> int:
+    """Trainers never take every core: one stays for serving (Triton, camera clients, the controller).
+    OpenMP threads that get preempted stall each other at every barrier, which on an oversubscribed
+    edge box costs far more than the thread would add."""
+    return max(1, cores - 1)
+
+
 def threads_for_share(share: float, cores: int) -> int:
-    return max(1, min(cores, math.ceil(share * cores - 1e-9)))
+    return max(1, min(max_trainer_threads(cores), math.ceil(share * cores - 1e-9)))
+
+
+def cpu_throughput_points(cores: int) -> dict[float, float]:
+    """The share -> relative training throughput a CPU trainer gets here: linear up to the thread cap,
+    flat beyond it (for the planner's ThroughputCurve, so it never buys share a trainer cannot use)."""
+    cap = max_trainer_threads(cores) / cores
+    return {s: min(s, cap) for s in (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, cap)}
 
 
 def duty_for_share(share: float, cores: int, threads: int) -> float:

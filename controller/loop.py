@@ -14,6 +14,7 @@ trainers its predecessor left, reattaches to the embedded Triton, and resumes at
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -34,7 +35,7 @@ from controller.planner.microprofile import ConfigPruner, Outcome, PredictionLed
 from controller.planner.profiles import ThroughputCurve
 from controller.spool import Spool
 from controller.state import CameraRecord, ControllerState, WindowRecord
-from controller.trainers import Finished, TrainerPool, kill_orphans
+from controller.trainers import WORKER_STARTUP_SECONDS, Finished, TrainerPool, kill_orphans
 from controller.triton.client import TritonClient
 from controller.triton.repository import ModelRepository
 from controller.triton.server import TritonServer, load_admin_key, new_admin_key_file
@@ -88,6 +89,11 @@ class Controller:
         self.ledger = PredictionLedger()
         self.configs = {c.name: c for c in config.retraining_configs}
         self.inference_profile = InferenceProfile(full_share=config.inference.full_share)
+        self.throughput = ThroughputCurve.linear()
+        if not self.gpu:
+            from controller.cpu_shares import cpu_throughput_points
+
+            self.throughput = ThroughputCurve.from_points(cpu_throughput_points(self.cores))
 
     # ================================================================ lifecycle
     def start(self) -> None:
@@ -110,8 +116,12 @@ class Controller:
         if "ledger" in state.pruning:
             self.ledger = PredictionLedger.from_dict(state.pruning["ledger"])
         self._start_gpu_support()
-        self.pool = TrainerPool(self.layout.jobs_dir, cores=self.cores,
-                                gpu_env=self.mps.env_for_share if self.mps is not None else None)
+        gpu_env = None
+        if self.gpu:
+            from controller.gpu import env_for_share
+
+            gpu_env = self.mps.env_for_share if self.mps is not None else env_for_share
+        self.pool = TrainerPool(self.layout.jobs_dir, cores=self.cores, gpu_env=gpu_env)
         from controller.inference_profile import measured_profile
 
         self.inference_profile = measured_profile(self.config)
@@ -256,7 +266,7 @@ class Controller:
         time_left = max(1.0, context.started + state.window_seconds - time.time())
         context.problem = Problem(cameras=tuple(cameras), gpus=int(self.capacity) if self.gpu else 1,
                                   window=time_left, inference=self.inference_profile,
-                                  throughput=ThroughputCurve.linear(), delta=self.config.delta,
+                                  throughput=self.throughput, delta=self.config.delta,
                                   a_min=self.config.scheduler.min_inference_accuracy)
         fixed = self.config.fixed_retraining_config.name
         if self.scheduler in ("fair", "uniform"):
@@ -307,11 +317,12 @@ class Controller:
         profile_share = (1.0 / self.cores) if not self.gpu else 1.0
         result = profile_camera(model, train, test, active, subsample=mp.subsample, epochs=mp.epochs,
                                 budget_seconds=budget * (self.cores if not self.gpu else 1),
-                                profile_share=profile_share, device="cuda:0" if self.gpu else "cpu")
+                                profile_share=profile_share, throughput=self.throughput,
+                                device="cuda:0" if self.gpu else "cpu")
         pruner.observe(result.options, result.start_accuracy)
         pruner.end_window()
         self._state.cameras[name].serving_accuracy = result.start_accuracy
-        return result.options
+        return [dataclasses.replace(o, gpu_seconds=o.gpu_seconds + WORKER_STARTUP_SECONDS) for o in result.options]
 
     def _replan(self) -> None:
         context = self.window
@@ -361,7 +372,7 @@ class Controller:
         for alloc in result.allocations:
             name = alloc.camera
             cam = state.cameras[name]
-            self._set_inference(name, alloc.inference_share)
+            self._set_inference(name, alloc.inference_share, alloc.inference_device)
             cam.training_share = alloc.training_share
             if name in running:
                 if alloc.training_share > 0:
@@ -373,7 +384,7 @@ class Controller:
                 self._start_job(name, alloc.config, alloc.training_share, alloc.training_device)
             self._observe(name)
 
-    def _set_inference(self, name: str, share: float) -> None:
+    def _set_inference(self, name: str, share: float, device: int | None = None) -> None:
         cam = self._state.cameras[name]
         cam.inference_share = share
         raw = self.inference_profile.stride(share)
@@ -383,9 +394,13 @@ class Controller:
         if stride != cam.stride:
             cam.stride = stride
             self._publish_directive(name, stride)
-        if instances != cam.instances:
+        gpus = None
+        if self.gpu and device is not None:  # pin the camera's Triton instances to the plan's device
+            devices = self.config.resources.device_indices
+            gpus = (devices[device] if device < len(devices) else devices[0],)
+        if instances != cam.instances or gpus is not None:
             try:
-                self.serving.set_instances(name, instances)
+                self.serving.set_instances(name, instances, gpus)
                 cam.instances = instances
             except Exception as exc:  # serving goes on with the old count
                 log.error("%s: could not set %d instances: %s", name, instances, exc)
@@ -398,7 +413,10 @@ class Controller:
         option = context.options.get(name, {}).get(config_name)
         config = self.configs.get(config_name) or RetrainConfig.from_name(config_name)
         job_id = f"{name}-w{context.window}-{config_name}-{int(time.time() * 1000) % 10**8}"
-        device = f"cuda:{device_index or 0}" if self.gpu else "cpu"
+        device = "cpu"
+        if self.gpu:
+            devices = self.config.resources.device_indices
+            device = f"cuda:{devices[device_index] if device_index is not None and device_index < len(devices) else devices[0]}"
         record = self.pool.launch(job_id=job_id, camera=name, window=context.window, config=config,
                                   base_checkpoint=Path(cam.serving_checkpoint), data=train, validation=test,
                                   share=share, device=device,
@@ -427,6 +445,10 @@ class Controller:
         entry = window_record.cameras.setdefault(name, {}) if window_record else {}
         entry.update({"job": record.job_id, "job_status": result.status, "retrained_accuracy": result.best_val_accuracy,
                       "train_seconds": round(result.seconds, 1), "epochs_done": result.epochs_done})
+        if result.status == "stopped" and not result.checkpoint:
+            entry["decision"] = "stopped at the window's end before its first epoch: nothing to publish"
+            log.info("%s: trainer %s stopped before producing a model", name, record.job_id)
+            return
         if result.status == "failed" or not result.checkpoint:
             state.trainer_failures += 1
             self.metrics.record_trainer_failure(name, _failure_reason(result.exit_code))

@@ -23,6 +23,10 @@ from trainer.launcher import WorkerHandle, start_worker
 
 log = logging.getLogger(__name__)
 
+# A worker spends this long (at a whole share) starting: importing torch, loading the model and data.
+# The planner is charged for it, so it never plans a share too small for a job to even start.
+WORKER_STARTUP_SECONDS = 3.0
+
 
 @dataclass
 class Finished:
@@ -45,16 +49,19 @@ class TrainerPool:
                data: Path, validation: Path | None, share: float, device: str = "cpu",
                predicted_accuracy: float | None = None, predicted_seconds: float | None = None) -> JobRecord:
         output_dir = self.jobs_dir / job_id
-        job = TrainJob(job_id=job_id, camera=camera, base_checkpoint=base_checkpoint, data=data,
-                       validation=validation, config=config, share=min(1.0, max(share, 1e-3)), device=device,
-                       output_dir=output_dir)
         threads = threads_for_share(share, self.cores)
         env = dict(os.environ)
+        worker_device = device
         if self.gpu_env is not None and device.startswith("cuda"):
+            # Pinned: the worker sees only its GPU (CUDA_VISIBLE_DEVICES), as its cuda:0.
             env.update(self.gpu_env(share, int(device.split(":")[1]) if ":" in device else 0))
+            worker_device = "cuda:0"
         else:
             env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
             env["EKYA_TRAINER_THREADS"] = str(threads)
+        job = TrainJob(job_id=job_id, camera=camera, base_checkpoint=base_checkpoint, data=data,
+                       validation=validation, config=config, share=min(1.0, max(share, 1e-3)),
+                       device=worker_device, output_dir=output_dir)
         handle = start_worker(job, env)
         if self.cycler is not None:
             self.cycler.set_share(handle.pid, share, threads)

@@ -9,20 +9,25 @@ import time
 
 import pytest
 
-from controller.cpu_shares import DutyCycler, cpu_seconds, duty_for_share, threads_for_share
+from controller.cpu_shares import (DutyCycler, cpu_seconds, cpu_throughput_points, duty_for_share,
+                                   threads_for_share)
 
 BUSY = "import time\nwhile True: pass\n"
 
 
 def test_thread_and_duty_arithmetic():
     assert threads_for_share(0.25, 2) == 1 and duty_for_share(0.25, 2, 1) == pytest.approx(0.5)
-    assert threads_for_share(0.7, 2) == 2 and duty_for_share(0.7, 2, 2) == pytest.approx(0.7)
-    assert threads_for_share(1.0, 2) == 2 and duty_for_share(1.0, 2, 2) == 1.0
-    assert threads_for_share(0.01, 16) == 1
-    # threads x duty = share x cores
-    for share in (0.05, 0.3, 0.55, 0.9):
+    # One core always stays for serving: on 2 cores a trainer never gets more than one thread.
+    assert threads_for_share(0.7, 2) == 1 and duty_for_share(0.7, 2, 1) == 1.0
+    assert threads_for_share(1.0, 2) == 1
+    assert threads_for_share(1.0, 8) == 7 and threads_for_share(0.01, 16) == 1
+    # threads x duty = share x cores, up to the cap
+    for share in (0.05, 0.3, 0.55, 0.85):
         t = threads_for_share(share, 8)
         assert t * duty_for_share(share, 8, t) == pytest.approx(share * 8)
+    # The planner's view of it: no throughput beyond the cap.
+    curve = cpu_throughput_points(2)
+    assert curve[0.25] == 0.25 and curve[0.5] == 0.5 and curve[1.0] == 0.5
 
 
 @pytest.mark.parametrize("share", [0.1, 0.25])

@@ -85,12 +85,14 @@ class ServingManager:
         self.client.load(name, timeout_s=self.load_timeout_s)
         return versions[-2]
 
-    def set_instances(self, name: str, count: int) -> bool:
-        """Persist a new instance count and apply it; returns False when it was already so."""
+    def set_instances(self, name: str, count: int, gpus: tuple[int, ...] | None = None) -> bool:
+        """Persist a new instance count (and, for GPU instances, the devices they are pinned to) and
+        apply it; returns False when it was already so."""
         spec = self.repository.read_spec(name)
-        if spec.instance_count == count:
+        wanted_gpus = spec.gpus if gpus is None or spec.instance_kind != "KIND_GPU" else tuple(gpus)
+        if spec.instance_count == count and spec.gpus == wanted_gpus:
             return False
-        updated = spec.model_copy(update={"instance_count": count})
+        updated = spec.model_copy(update={"instance_count": count, "gpus": wanted_gpus})
         ModelSpec.model_validate(updated.model_dump())  # re-run the bounds checks
         self.repository.write_spec(updated)
         try:
