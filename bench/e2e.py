@@ -37,6 +37,9 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    from controller.commands.demo import _interrupt_on_sigterm
+
+    _interrupt_on_sigterm()
     windows = args.windows or (3 if args.quick else 4)
     overrides = None
     if args.quick:

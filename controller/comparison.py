@@ -83,10 +83,12 @@ def run_scheduler(raw: dict, base_dir: Path, work_dir: Path, scheduler: str, win
 
     try:
         controller = run_controller(config, max_windows=windows, on_started=launch_cameras,
-                                    models_cache=models_cache, bootstrap_progress=False)
+                                    models_cache=models_cache, bootstrap_progress=False, camera_windows=windows)
     finally:
         deadline = time.monotonic() + 30
         for process in cameras:
+            if sys.exc_info()[0] is not None:  # interrupted: do not wait for the cameras' last window
+                process.terminate()
             try:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:

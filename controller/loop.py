@@ -65,7 +65,7 @@ class WindowContext:
 class Controller:
     def __init__(self, config: DeploymentConfig, *, scheduler: str | None = None, max_windows: int | None = None,
                  metrics: ControllerMetrics | None = None, bootstrap_progress: bool = True,
-                 models_cache: Path | None = None) -> None:
+                 models_cache: Path | None = None, camera_windows: int | None = None) -> None:
         self.config = config
         self.scheduler = scheduler or config.scheduler.name
         self.max_windows = max_windows
@@ -78,6 +78,7 @@ class Controller:
         self.done = threading.Event()
         self.bootstrap_progress = bootstrap_progress
         self.models_cache = models_cache
+        self.camera_windows = camera_windows  # tell cameras to stop after this many windows (demos)
         self.state: ControllerState | None = None
         self.server: TritonServer | None = None
         self.client: TritonClient | None = None
@@ -163,15 +164,15 @@ class Controller:
             if state.window >= 0 and current > state.window + 1:
                 log.warning("late tick: windows %d..%d passed unplanned (coalesced)", state.window + 1, current - 1)
             started = time.monotonic()
-            self._end_window_jobs()
             previous = current - 1
-            if previous >= 0:
+            if previous >= 0 and state.closed < previous:
+                self._end_window_jobs()
                 self._close_window(previous)
-            if self.max_windows is not None and current >= self.max_windows:
-                state.window = current
+                state.closed = previous
                 self._save()
+            if self.max_windows is not None and current >= self.max_windows:
                 self.metrics.tick(window=current)
-                self.done.set()
+                self.done.set()  # the current window stays unplanned: a later controller plans it
                 return
             state.window = current
             self.window = WindowContext(current, state.t0 + current * state.window_seconds)
@@ -231,9 +232,6 @@ class Controller:
                 if truth is not None:
                     entry["golden_label_accuracy"] = float((labels == truth).mean())
             self._observe(name)
-            if self.window is not None:
-                self.window.data.pop(name, None)
-            self._pending_data[name] = (directory / "train.npz", directory / "test.npz")
 
     def _wait_for_camera_results(self, window: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -247,8 +245,10 @@ class Controller:
         assert self.window is not None
         state = self._state
         context = self.window
-        context.data = dict(self._pending_data)
-        self._pending_data.clear()
+        for name in self.config.camera_names:  # the closed window's labelled data, from disk (restart-safe)
+            directory = self.layout.window_dir(data_window, name)
+            if data_window >= 0 and (directory / "train.npz").is_file() and (directory / "test.npz").is_file():
+                context.data[name] = (directory / "train.npz", directory / "test.npz")
         time_left = max(1.0, context.started + state.window_seconds - time.time())
         cameras = []
         profiling_started = time.monotonic()
@@ -591,17 +591,11 @@ class Controller:
         assert self.state is not None, "start() first"
         return self.state
 
-    @property
-    def _pending_data(self) -> dict[str, tuple[Path, Path]]:
-        if not hasattr(self, "_pending"):
-            self._pending: dict[str, tuple[Path, Path]] = {}
-        return self._pending
-
     def _publish_directive(self, name: str, stride: float) -> None:
         state = self._state
         write_directive(self.layout.directive_file(name), CameraDirective(
             t0=state.t0, window_seconds=state.window_seconds, stride=stride, window=max(0, state.window),
-            stop_after_window=None if self.max_windows is None else self.max_windows - 1))
+            stop_after_window=None if self.camera_windows is None else self.camera_windows - 1))
 
     def _observe(self, name: str) -> None:
         cam = self._state.cameras[name]

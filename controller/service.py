@@ -32,7 +32,7 @@ logging.getLogger("apscheduler.scheduler").addFilter(_QuietMonitorSkips())
 def run_controller(config: DeploymentConfig, *, scheduler: str | None = None, max_windows: int | None = None,
                    stop: threading.Event | None = None, keep_triton: bool = False,
                    metrics_port: int | None = None, on_started=None, bootstrap_progress: bool = True,
-                   models_cache=None) -> Controller:
+                   models_cache=None, camera_windows: int | None = None) -> Controller:
     """Run until `stop` is set or `max_windows` windows are done; returns the (shut down) controller."""
     from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -40,7 +40,8 @@ def run_controller(config: DeploymentConfig, *, scheduler: str | None = None, ma
 
     stop = stop or threading.Event()
     controller = Controller(config, scheduler=scheduler, max_windows=max_windows,
-                            bootstrap_progress=bootstrap_progress, models_cache=models_cache)
+                            bootstrap_progress=bootstrap_progress, models_cache=models_cache,
+                            camera_windows=camera_windows)
     metrics_server = None
     aps = BackgroundScheduler(timezone=timezone.utc)
     try:

@@ -56,6 +56,7 @@ class ControllerState(BaseModel):
     t0: float
     window_seconds: float
     window: int = -1  # the window most recently opened (planned); -1 before the first
+    closed: int = -1  # the window most recently closed (data labelled, its trainers ended)
     cameras: dict[str, CameraRecord] = Field(default_factory=dict)
     jobs: dict[str, JobRecord] = Field(default_factory=dict)  # running trainer jobs by job id
     history: list[WindowRecord] = Field(default_factory=list)

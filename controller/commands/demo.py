@@ -20,10 +20,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="WARNING")
 
 
+def _interrupt_on_sigterm() -> None:
+    """A terminated demo unwinds like Ctrl-C, so every run's Triton, cameras and trainers are stopped."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def run(args: argparse.Namespace) -> int:
     from controller.comparison import plot, render_table, run_comparison, summary
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    _interrupt_on_sigterm()
     schedulers = [s.strip() for s in args.schedulers.split(",") if s.strip()]
     started = time.monotonic()
     runs = run_comparison(args.config, schedulers, args.windows, args.out)

@@ -275,8 +275,13 @@ class TritonServer:
             info = ServerInfo(**json.loads(Path(info_path).read_text()))
         except (OSError, ValueError, TypeError):
             return None
-        if not _pid_alive(info.pid) or not http_ok(f"{info.http_url}/v2/health/ready"):
-            return None
+        # Live, not ready: under strict readiness one model mid-reload makes the server "not ready",
+        # and a busy edge box can take a while to answer, so give it a few tries.
+        deadline = time.monotonic() + 10.0
+        while not http_ok(f"{info.http_url}/v2/health/live", timeout_s=2.0):
+            if not _pid_alive(info.pid) or time.monotonic() > deadline:
+                return None
+            time.sleep(0.2)
         server = cls(info.repository, Path(info.log_file).parent, admin_key=admin_key, address=info.address)
         server.info = info
         return server

@@ -1,0 +1,126 @@
+"""controller.microprofiler.profile_camera on a tiny synthetic window (16 px crops, a small ResNet18)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from controller.microprofiler import profile_camera, run_key
+from controller.planner.profiles import ThroughputCurve
+from trainer.configs import RetrainConfig
+from trainer.models import build_model
+from trainer.streams.synthetic import CameraStreamSpec, generate_window
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: one thread is fastest, and never oversubscribes a busy box
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def window():
+    spec = CameraStreamSpec(name="tiny", seed=3, crop_size=16, window_seconds=40)
+    data = generate_window(spec, 4)
+    return data.split(0.3, seed=0)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model("resnet18", hidden=16, input_size=16, seed=0)
+
+
+def grid(epochs=(2, 6), subsamples=(0.5, 1.0)) -> list[RetrainConfig]:
+    return [RetrainConfig(layers=layers, hidden=h, subsample=s, epochs=e)
+            for layers, h in (("head", 16), ("all", 32)) for s in subsamples for e in epochs]
+
+
+def test_one_option_per_config_in_order(window, model) -> None:
+    train, test = window
+    configs = grid()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    prof = profile_camera(model, train, test, configs, subsample=0.3, epochs=3)
+    assert [o.config for o in prof.options] == [c.name for c in configs]
+    assert len(prof.runs) == 2  # epochs and subsample are extrapolated: one run per kind
+    assert {r.key for r in prof.runs} == {run_key(c) for c in configs}
+    for r in prof.runs:
+        assert len(r.epoch_accuracies) == 3 and r.seconds_per_epoch > 0
+    for o in prof.options:
+        assert o.camera == "tiny"
+        assert 0.0 <= o.end_accuracy <= 1.0 and o.gpu_seconds > 0
+    assert 0.0 <= prof.start_accuracy <= 1.0 and prof.seconds > 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # serving model untouched
+
+
+def test_degenerate_profile_never_drops_a_config(window, model) -> None:
+    train, test = window
+    configs = grid(epochs=(1, 30))
+    prof = profile_camera(model, train, test, configs, subsample=0.01, epochs=1)  # one point: no curve fit
+    assert [o.config for o in prof.options] == [c.name for c in configs]
+    assert all(0.0 <= o.end_accuracy <= 1.0 for o in prof.options)
+
+
+def test_costs_scale_with_epochs_data_and_share(window, model) -> None:
+    train, test = window
+    configs = grid(epochs=(2, 6), subsamples=(0.5, 1.0))
+    prof = profile_camera(model, train, test, configs, subsample=0.3, epochs=2, profile_share=0.5)
+    cost = {o.config: o.gpu_seconds for o in prof.options}
+    for kind in ("head-h16", "all-h32"):
+        assert cost[f"e6-{kind}-s1"] == pytest.approx(3 * cost[f"e2-{kind}-s1"])
+        assert cost[f"e6-{kind}-s1"] == pytest.approx(2 * cost[f"e6-{kind}-s0.5"])
+    run = {r.key: r for r in prof.runs}[run_key(configs[0])]
+    fraction = round(0.3 * train.num_labelled) / train.num_labelled
+    # seconds per epoch at share 0.5 x throughput(0.5) = GPU-seconds per epoch at one whole GPU
+    assert cost["e2-head-h16-s1"] == pytest.approx(run.seconds_per_epoch * 0.5 * 2 * 1.0 / fraction)
+    curve = ThroughputCurve.from_points({0.5: 80.0, 1.0: 100.0})
+    again = profile_camera(model, train, test, configs[:1], subsample=0.3, epochs=1, profile_share=0.5,
+                           throughput=curve)
+    o, r = again.options[0], again.runs[0]
+    assert o.gpu_seconds == pytest.approx(r.seconds_per_epoch * 0.8 * 2 * 0.5 / fraction)
+
+
+def test_tiny_budget_profiles_fewer_kinds(window, model) -> None:
+    train, test = window
+    configs = grid()
+    prof = profile_camera(model, train, test, configs, subsample=0.3, epochs=2, budget_seconds=1e-6)
+    assert len(prof.runs) == 1  # the first kind is always profiled, then the budget is spent
+    first = run_key(configs[0])
+    assert [o.config for o in prof.options] == [c.name for c in configs if run_key(c) == first]
+
+
+def test_epoch_time_excludes_validation(window, model, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainer import training
+
+    real = training.evaluate
+
+    def slow_evaluate(*args, **kwargs):
+        time.sleep(0.3)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "evaluate", slow_evaluate)
+    train, test = window
+    prof = profile_camera(model, train, test, grid()[:1], subsample=0.1, epochs=2)
+    assert prof.seconds >= 0.9  # start + 2 validations
+    assert prof.runs[0].seconds_per_epoch < 0.3  # the cost model counts training only
+
+
+def test_bench_grids(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "microprofiler.py"
+    spec = importlib.util.spec_from_file_location("bench_microprofiler", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_microprofiler", mod)  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    assert len(mod.config_grid("full")) == 18
+    assert len(mod.config_grid("reduced")) == 12
+    assert {c.epochs for c in mod.config_grid("quick")} == {5, 10}
+    assert [c.name for c in mod.config_grid("e5-all-h1024-s0.1, e15-head-h64-s1")] == [
+        "e5-all-h1024-s0.1", "e15-head-h64-s1"]
