@@ -2,8 +2,8 @@
 retraining options through the pure planner code (curve fitting, extrapolation, cost scaling).
 
 Configs that differ only in epochs and data fraction share one run (those two are extrapolated), so the
-default 18-config grid costs 2 runs per camera. Runs are ordered by how well each kind did before and
-stop when the profiling budget is spent (the first kind always runs, so a camera never ends up with no
+default 18-config grid costs 2 runs per camera. Runs go in the grid's order (pruning removes the kinds
+that kept losing) and stop when the profiling budget is spent (the first kind always runs, so a camera never ends up with no
 options); configs never profiled in a window are not offered to the planner that window (it cannot
 predict them), which the pruning state records. Seconds per epoch count the training passes only (the
 per-epoch validation is profiling overhead, not part of a config's cost).
