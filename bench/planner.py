@@ -71,7 +71,7 @@ def main() -> int:
         ratio = fast.planned_accuracy / ref.planned_accuracy if ref.planned_accuracy > 0 else float("nan")
         e_ratio = opt.planned_accuracy / ref.planned_accuracy if ref.planned_accuracy > 0 else float("nan")
 
-        def packs(pl) -> bool:
+        def packs(pl, gpus=gpus) -> bool:
             return pl.placement_ok and all(x <= 1.0 + 1e-6 for x in device_loads(pl.allocations, gpus))
 
         row = {"cameras": cams, "gpus": gpus, "configs": cfgs, "fast_s": round(t_fast, 5), "reference_s": round(t_ref, 4),

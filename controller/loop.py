@@ -30,7 +30,16 @@ from controller.directives import CameraDirective, write_directive
 from controller.labelling import GOLDEN_MODEL, accuracy_through_triton, golden_labels
 from controller.layout import DataLayout
 from controller.metrics import ControllerMetrics
-from controller.planner import CameraState, CameraStatus, InferenceProfile, Plan, Problem, RetrainOption, plan, replan
+from controller.planner import (
+    CameraState,
+    CameraStatus,
+    InferenceProfile,
+    Plan,
+    Problem,
+    RetrainOption,
+    plan,
+    replan,
+)
 from controller.planner.microprofile import ConfigPruner, Outcome, PredictionLedger
 from controller.planner.profiles import ThroughputCurve
 from controller.spool import Spool
@@ -38,7 +47,7 @@ from controller.state import CameraRecord, ControllerState, WindowRecord
 from controller.trainers import WORKER_STARTUP_SECONDS, Finished, TrainerPool, kill_orphans
 from controller.triton.client import TritonClient
 from controller.triton.repository import ModelRepository
-from controller.triton.server import TritonServer, load_admin_key, new_admin_key_file
+from controller.triton.server import TritonServer, new_admin_key_file
 from controller.triton.serving import PublishError, ServingManager
 from controller.triton.spec import ModelSpec
 from trainer.configs import RetrainConfig
@@ -60,6 +69,7 @@ class WindowContext:
     options: dict[str, dict[str, RetrainOption]] = field(default_factory=dict)
     finished: set[str] = field(default_factory=set)
     started_jobs: set[str] = field(default_factory=set)
+    redistributed: set[str] = field(default_factory=set)  # finished cameras whose share was handed on
 
 
 class Controller:
@@ -352,15 +362,15 @@ class Controller:
         else:
             # The original's rule for static schedulers: a finished job's share is split equally over
             # the running trainers and all inference jobs.
-            allocations = {a.camera: a for a in context.plan.allocations}
-            freed = sum(a.training_share for a in context.plan.allocations
-                        if a.camera in context.finished and a.training_share > 0)
+            newly = [a for a in context.plan.allocations
+                     if a.camera in context.finished and a.camera not in context.redistributed]
+            context.redistributed.update(a.camera for a in newly)
+            freed = sum(a.training_share for a in newly)
             if freed <= 0:
                 return
-            receivers = len(allocations) + len(running)
-            bonus = freed / receivers
-            for name, alloc in allocations.items():
-                self._set_inference(name, alloc.inference_share + bonus)
+            bonus = freed / (len(context.plan.allocations) + len(running))
+            for alloc in context.plan.allocations:
+                self._set_inference(alloc.camera, state.cameras[alloc.camera].inference_share + bonus)
             for job in running.values():
                 self.pool.set_share(job.job_id, job.share + bonus)
 

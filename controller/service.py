@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from controller.config import DeploymentConfig
 from controller.loop import Controller
@@ -43,7 +43,7 @@ def run_controller(config: DeploymentConfig, *, scheduler: str | None = None, ma
                             bootstrap_progress=bootstrap_progress, models_cache=models_cache,
                             camera_windows=camera_windows)
     metrics_server = None
-    aps = BackgroundScheduler(timezone=timezone.utc)
+    aps = BackgroundScheduler(timezone=UTC)
     try:
         controller.start()
         if config.metrics.enabled:
@@ -67,7 +67,7 @@ def run_controller(config: DeploymentConfig, *, scheduler: str | None = None, ma
 
         aps.add_listener(on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR)
         aps.add_job(controller.tick, IntervalTrigger(seconds=state.window_seconds,
-                                                     start_date=datetime.fromtimestamp(next_boundary, timezone.utc)),
+                                                     start_date=datetime.fromtimestamp(next_boundary, UTC)),
                     id="window", coalesce=True, max_instances=1, misfire_grace_time=int(state.window_seconds))
         aps.add_job(controller.monitor, IntervalTrigger(seconds=1.0), id="monitor", coalesce=True, max_instances=1)
         aps.start()

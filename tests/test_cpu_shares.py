@@ -9,8 +9,13 @@ import time
 
 import pytest
 
-from controller.cpu_shares import (DutyCycler, cpu_seconds, cpu_throughput_points, duty_for_share,
-                                   threads_for_share)
+from controller.cpu_shares import (
+    DutyCycler,
+    cpu_seconds,
+    cpu_throughput_points,
+    duty_for_share,
+    threads_for_share,
+)
 
 BUSY = "import time\nwhile True: pass\n"
 

@@ -204,7 +204,7 @@ def test_gpu_telemetry_is_skipped_cleanly_without_a_gpu(
     s = scrape(server)
     assert not any(name.startswith("ekya_gpu_") for name, _ in s)
     assert (
-        value(s, "ekya_build_info", version=next(dict(l)["version"] for n, l in s if n == "ekya_build_info"))
+        value(s, "ekya_build_info", version=next(dict(labels)["version"] for n, labels in s if n == "ekya_build_info"))
         == 1
     )
 

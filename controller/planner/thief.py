@@ -25,11 +25,11 @@ import numpy as np
 from .baselines import noretrain
 from .common import build_plan, exact_mean
 from .grid import build_tables, choose_units, mckp
-from .packing import pack
-from .refine import GridScorer, GridState, refine
 from .lattice import fair_lattice
 from .objective import FastEvaluator, batch_mean
+from .packing import pack
 from .profiles import Plan, Problem
+from .refine import GridScorer, GridState, refine
 from .separable import SeparableModel
 
 GAIN_EPS = 1e-12

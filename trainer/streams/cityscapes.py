@@ -63,7 +63,7 @@ def prepare_cityscapes(root: str | os.PathLike[str], out: str | os.PathLike[str]
                 m = _NAME.match(f.name)
                 if m:
                     found.append((int(m["seq"]), int(m["frame"]), f, m))
-            for rank, (seq, frame, f, m) in enumerate(sorted(found, key=lambda t: (t[0], t[1]))):
+            for rank, (_seq, _frame, f, m) in enumerate(sorted(found, key=lambda t: (t[0], t[1]))):
                 stem = f"{m['city']}_{m['seq']}_{m['frame']}"
                 img_path = root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png"
                 if not img_path.is_file():
