@@ -8,13 +8,13 @@ turn micro-profile measurements into retraining options, `simulator.simulate` fo
 from .api import SCHEDULERS, plan, remaining_problem, replan
 from .objective import CameraStatus, WindowOutcome, evaluate
 from .profiles import (
-                       CameraAllocation,
-                       CameraState,
-                       InferenceProfile,
-                       Plan,
-                       Problem,
-                       RetrainOption,
-                       ThroughputCurve,
+    CameraAllocation,
+    CameraState,
+    InferenceProfile,
+    Plan,
+    Problem,
+    RetrainOption,
+    ThroughputCurve,
 )
 
 __all__ = ["SCHEDULERS", "CameraAllocation", "CameraState", "CameraStatus", "InferenceProfile", "Plan",
