@@ -251,6 +251,9 @@ class SchedulerConfig(_Model):
     # fair/uniform retrain every camera with one fixed config; default: the grid's middle entry
     retraining_config: str | None = None
     replan_on_completion: bool = True
+    # thief/ekya: plan on accuracies forecast one window ahead from each camera's measured error growth
+    # (controller/planner/drift.py) instead of the closed window's
+    drift_forecast: bool = True
 
 
 # The retraining configurations are the trainer's own type (one definition for the config file, the

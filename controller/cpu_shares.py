@@ -4,7 +4,9 @@ A share s of a C-core machine is s*C cores. We give the trainer ceil(s*C) torch 
 duty-cycle the process with SIGSTOP/SIGCONT so that it runs a fraction s*C/threads of each period:
 threads x duty = s*C cores on average. Thread counts alone are too coarse on a 2-core edge box (1 or 2),
 duty cycling alone would leave one thread idle on a big share. Processes are staggered within the
-period so their running phases overlap as little as possible.
+period so their running phases overlap as little as possible. A worker's start-up (importing torch,
+loading its data and model) is not duty-cycled: cycling starts with its first progress event (the
+planner counts start-up as a fixed cost per job, trainers.WORKER_STARTUP_SECONDS).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,9 @@ class _Managed:
     duty: float
     offset: float  # where in the period its running phase starts (fraction of the period)
     stopped: bool = False
+    # duty cycling starts once this returns True: a worker's start-up (imports, data and model loading)
+    # runs unthrottled, so a small share does not stretch it from seconds to tens of seconds
+    ready: Callable[[], bool] | None = None
 
 
 class DutyCycler:
@@ -60,15 +66,16 @@ class DutyCycler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def set_share(self, pid: int, share: float, threads: int) -> float:
-        """Register or update `pid` (launched with `threads` threads); returns its duty fraction."""
+    def set_share(self, pid: int, share: float, threads: int, ready: Callable[[], bool] | None = None) -> float:
+        """Register or update `pid` (launched with `threads` threads); returns its duty fraction. With
+        `ready`, a new process runs freely until ready() first returns True."""
         duty = duty_for_share(share, self.cores, threads)
         with self._lock:
             if pid in self._procs:
                 self._procs[pid].duty = duty
                 self._procs[pid].threads = threads
             else:
-                self._procs[pid] = _Managed(pid, threads, duty, offset=0.0)
+                self._procs[pid] = _Managed(pid, threads, duty, offset=0.0, ready=ready)
             self._restagger()
         self._ensure_thread()
         return duty
@@ -98,6 +105,13 @@ class DutyCycler:
             next_change = 1.0
             with self._lock:
                 for managed in list(self._procs.values()):
+                    if managed.ready is not None:
+                        if not _alive(managed.pid):
+                            self._procs.pop(managed.pid, None)
+                            continue
+                        if not _call_ready(managed.ready):
+                            continue
+                        managed.ready = None
                     running = _in_phase(phase, managed.offset, managed.duty)
                     if running and managed.stopped:
                         managed.stopped = not _signal(managed.pid, signal.SIGCONT)
@@ -120,6 +134,13 @@ class DutyCycler:
             for managed in self._procs.values():
                 _signal(managed.pid, signal.SIGCONT)
             self._procs.clear()
+
+
+def _call_ready(ready: Callable[[], bool]) -> bool:
+    try:
+        return bool(ready())
+    except Exception:  # a broken check must not leave a trainer unthrottled forever
+        return True
 
 
 def _in_phase(phase: float, offset: float, duty: float) -> bool:

@@ -40,6 +40,7 @@ from controller.planner import (
     plan,
     replan,
 )
+from controller.planner.drift import Measurement, error_growth, forecast
 from controller.planner.microprofile import ConfigPruner, Outcome, PredictionLedger
 from controller.planner.profiles import ThroughputCurve
 from controller.spool import Spool
@@ -236,6 +237,8 @@ class Controller:
             test.save(directory / "test.npz")
             serving_accuracy = accuracy_through_triton(self.client, name, test.images, test.labels)
             cam.serving_accuracy = serving_accuracy
+            cam.accuracy_history = [*cam.accuracy_history, (window, cam.serving_version, serving_accuracy)][-4:]
+            cam.error_growth = error_growth([Measurement(*m) for m in cam.accuracy_history], cam.error_growth)
             if record is not None:
                 entry = record.cameras.setdefault(name, {})
                 entry["serving_accuracy_on_new_data"] = serving_accuracy
@@ -270,8 +273,11 @@ class Controller:
                 log.exception("%s: micro-profiling failed; no retraining this window", name)
                 options = []
             accuracy = cam.serving_accuracy if cam.serving_accuracy is not None else (cam.live_accuracy or 0.0)
+            growth = self._growth(name)
+            if growth > 1.0:
+                options = [dataclasses.replace(o, end_accuracy=forecast(o.end_accuracy, growth)) for o in options]
             context.options[name] = {o.config: o for o in options}
-            cameras.append(CameraState(name, float(accuracy), tuple(options)))
+            cameras.append(CameraState(name, forecast(float(accuracy), growth), tuple(options)))
         profiling_seconds = time.monotonic() - profiling_started
         time_left = max(1.0, context.started + state.window_seconds - time.time())
         context.problem = Problem(cameras=tuple(cameras), gpus=int(self.capacity) if self.gpu else 1,
@@ -298,7 +304,14 @@ class Controller:
                 "config": alloc.config, "inference_share": round(alloc.inference_share, 4),
                 "training_share": round(alloc.training_share, 4), "stride": state.cameras[alloc.camera].stride,
                 "serving_accuracy": state.cameras[alloc.camera].serving_accuracy,
+                "error_growth": round(self._growth(alloc.camera), 3),
             }
+
+    def _growth(self, name: str) -> float:
+        """The camera's forecast error growth for the window being planned (1 = plan on the closed window)."""
+        if self.scheduler not in ("thief", "ekya") or not self.config.scheduler.drift_forecast:
+            return 1.0
+        return self._state.cameras[name].error_growth
 
     def _options_for(self, name: str, context: WindowContext, time_left: float) -> list[RetrainOption]:
         """Retraining options for one camera: micro-profiled (thief), or the fixed config (fair/uniform)."""
@@ -347,8 +360,10 @@ class Controller:
             statuses = []
             for cam in context.problem.cameras:
                 job = running.get(cam.name)
+                serving = state.cameras[cam.name].serving_accuracy
                 statuses.append(CameraStatus(
-                    name=cam.name, accuracy=float(state.cameras[cam.name].serving_accuracy or cam.accuracy),
+                    name=cam.name,
+                    accuracy=forecast(float(serving), self._growth(cam.name)) if serving is not None else cam.accuracy,
                     running=job.config if job else None,
                     progress=self.pool.progress(job.job_id) if job else 0.0,
                     finished=cam.name in context.finished, started=cam.name in context.started_jobs))
@@ -488,6 +503,9 @@ class Controller:
         state.swaps += 1
         self.metrics.record_swap(name, ok=True)
         cam.serving_accuracy = new_accuracy
+        # the new model on held-out data of the window it learned from: with its accuracy on the next
+        # window's data (measured when that window closes) it gives the drift forecast a fresh estimate
+        cam.accuracy_history = [*cam.accuracy_history, (record.window - 1, version, new_accuracy)][-4:]
         entry["decision"] = f"published v{version} ({new_accuracy:.3f} > {old_accuracy:.3f})"
         entry["published_version"] = version
         entry["published_at_s"] = round(time.time() - (self.window.started if self.window else time.time()), 1)

@@ -40,6 +40,9 @@ class CameraRecord(BaseModel):
     training_share: float = 0.0
     config: str | None = None
     instances: int = 1
+    # (window, serving version, accuracy on that window's held-out data): the drift forecast's input
+    accuracy_history: list[tuple[int, int, float]] = Field(default_factory=list)
+    error_growth: float = 1.0  # per-window growth of the serving model's error (planner/drift.py)
 
 
 class WindowRecord(BaseModel):

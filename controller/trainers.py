@@ -18,7 +18,7 @@ from pathlib import Path
 from controller.cpu_shares import DutyCycler, threads_for_share
 from controller.state import JobRecord
 from trainer.configs import RetrainConfig
-from trainer.jobs import JobResult, TrainJob
+from trainer.jobs import PROGRESS_FILE, JobResult, TrainJob
 from trainer.launcher import WorkerHandle, start_worker
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,8 @@ class TrainerPool:
                        device=worker_device, output_dir=output_dir)
         handle = start_worker(job, env)
         if self.cycler is not None:
-            self.cycler.set_share(handle.pid, share, threads)
+            progress = output_dir / PROGRESS_FILE  # the worker's first event: start-up is over
+            self.cycler.set_share(handle.pid, share, threads, ready=progress.is_file)
         record = JobRecord(job_id=job_id, camera=camera, config=config.name, window=window, pid=handle.pid,
                            job_dir=str(output_dir), share=share, threads=threads, device=device,
                            started_at=time.time(), predicted_accuracy=predicted_accuracy,

@@ -72,3 +72,28 @@ def test_removed_process_is_left_running():
         cycler.close()
         process.kill()
         process.wait()
+
+
+def test_start_up_runs_unthrottled_until_ready():
+    """A worker's start-up is not duty-cycled: cycling starts when its ready check first passes."""
+    process = subprocess.Popen([sys.executable, "-c", BUSY])
+    cycler = DutyCycler(cores=2, period_s=0.1)
+    ready = {"now": False}
+    try:
+        cycler.set_share(process.pid, 0.05, threads=1, ready=lambda: ready["now"])
+        time.sleep(0.3)
+        before, start = cpu_seconds(process.pid), time.monotonic()
+        time.sleep(1.5)
+        free = (cpu_seconds(process.pid) - before) / (time.monotonic() - start)
+        assert free > 0.6, f"{free:.2f} cores before ready: throttled during start-up"
+        ready["now"] = True
+        time.sleep(0.3)
+        before, start = cpu_seconds(process.pid), time.monotonic()
+        time.sleep(2.0)
+        cycled = (cpu_seconds(process.pid) - before) / (time.monotonic() - start)
+        assert cycled == pytest.approx(0.1, abs=0.12), f"{cycled:.2f} cores at a 0.05 share of 2 once ready"
+    finally:
+        cycler.remove(process.pid)
+        cycler.close()
+        process.kill()
+        process.wait()

@@ -77,6 +77,20 @@ def test_predict_scales_cost_through_throughput() -> None:
     assert opts[1].end_accuracy == pytest.approx(0.6)
 
 
+def test_reset_head_curve_starts_from_chance_not_the_serving_accuracy() -> None:
+    """A config with a new head climbs from chance: anchoring its curve at the serving model's 0.9 would
+    read the climb 0.3 -> 0.7 as a collapse and predict far too little."""
+    accs = (0.30, 0.45, 0.58, 0.66, 0.71)
+    serving = MicroProfile("cam", ConfigSpec("e15", 15, 0.1), 0.9, accs, 1.0, profile_fraction=0.1)
+    reset = MicroProfile("cam", ConfigSpec("e15", 15, 0.1), 0.9, accs, 1.0, profile_fraction=0.1,
+                         curve_start=1 / 6)
+    at_serving, at_chance = predict(serving), predict(reset)
+    assert at_chance.curve.start == pytest.approx(1 / 6) and at_chance.curve.gain > 0
+    assert at_chance.option.end_accuracy > 0.75  # the climb goes on past the 5 profiled epochs
+    assert at_serving.option.end_accuracy < at_chance.option.end_accuracy
+    assert at_chance.option.end_accuracy <= 1.0
+
+
 def test_pruner_drops_worst_every_two_windows() -> None:
     names = [f"c{k}" for k in range(8)]
     pr = ConfigPruner(names, period=2, fraction=0.25, min_keep=4)

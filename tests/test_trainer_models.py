@@ -11,7 +11,7 @@ from trainer.configs import RetrainConfig, default_grid, full_grid
 from trainer.export import export_onnx
 from trainer.models import EDGE_FAMILIES, ModelError, build_model, load_model, save_model
 from trainer.streams.synthetic import CameraStreamSpec, generate_window
-from trainer.training import EmptyDataError, evaluate, predict, train
+from trainer.training import EmptyDataError, Trainer, evaluate, predict, train
 
 
 @pytest.mark.parametrize("family", EDGE_FAMILIES)
@@ -81,6 +81,32 @@ def test_retraining_improves_accuracy_on_drifted_window():
     assert predict(m, held.images[:3]).shape == (3,)
     with pytest.raises(EmptyDataError):
         train(m, tr.with_labels(np.full(len(tr), -1)), RetrainConfig(epochs=1))
+
+
+def test_head_only_training_on_cached_features_matches_full_forward():
+    """Head-only training computes the frozen backbone's features once; it must train and evaluate
+    exactly as running the whole network every batch would."""
+    spec = CameraStreamSpec(name="t", seed=5, crop_size=32, window_seconds=40)
+    tr, held = generate_window(spec, 3).split(0.3, seed=0)
+    config = RetrainConfig(epochs=3, layers="head", hidden=32, lr=0.05)
+    cached = build_model("resnet18", hidden=32, input_size=32, seed=1)
+    plain = build_model("resnet18", hidden=32, input_size=32, seed=1)
+    backbone_before = {k: v.clone() for k, v in cached.backbone.state_dict().items()}
+    t_cached = Trainer(cached, tr, config, seed=0)
+    t_plain = Trainer(plain, tr, config, seed=0)
+    t_plain.caches_features = False  # the reference: backbone forward on every batch
+    for _ in range(config.epochs):
+        loss_c, _ = t_cached.run_epoch()
+        loss_p, _ = t_plain.run_epoch()
+        assert loss_c == pytest.approx(loss_p, rel=1e-4, abs=1e-5)
+        assert t_cached.evaluate(held) == pytest.approx(evaluate(plain, held))
+    for k, v in cached.head.state_dict().items():
+        torch.testing.assert_close(v, plain.head.state_dict()[k], rtol=1e-4, atol=1e-5)
+    assert all(torch.equal(backbone_before[k], v) for k, v in cached.backbone.state_dict().items())
+    assert t_cached.evaluate(held) == pytest.approx(evaluate(cached, held))
+    assert any(abs(a - b) > 0 for a, b in zip(plain.head[0].weight.flatten()[:50],
+                                               build_model("resnet18", hidden=32, input_size=32,
+                                                           seed=1).head[0].weight.flatten()[:50]))
 
 
 def test_new_hidden_size_resets_head():

@@ -99,11 +99,15 @@ class CropClassifier(nn.Module):
         self.register_buffer("std", torch.tensor(meta.std, dtype=torch.float32).view(1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's output [B, width] (the head's input) for images [B,3,H,W] in [0,1]."""
         s = self.meta.input_size
         if x.shape[-1] != s or x.shape[-2] != s:
             x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)
         x = (x - self.mean) / self.std
-        return self.head(self.backbone(x))
+        return self.backbone(x)
 
     def reset_head(self, hidden: int | None = None) -> None:
         """A fresh head (a retraining config may ask for another hidden size than the base model's)."""

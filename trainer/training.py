@@ -1,8 +1,9 @@
 """Train a model with a RetrainConfig on a window's labelled crops; evaluate and predict.
 
 `Trainer` runs one epoch at a time and exposes its state, so the worker can checkpoint after every
-epoch and resume; `train()` is the plain loop for library use. On CUDA: bf16 autocast and
-channels-last; on CPU: float32.
+epoch and resume; `train()` is the plain loop for library use. Head-only training computes the frozen
+backbone's features once and trains (and validates, through `Trainer.evaluate`) the head on them.
+On CUDA: bf16 autocast and channels-last; on CPU: float32.
 """
 
 from __future__ import annotations
@@ -127,14 +128,57 @@ class Trainer:
         self.params = self.model.set_trainable(config.layers)
         self.optimizer = torch.optim.SGD(self.params, lr=config.lr, momentum=config.momentum)
         self.epoch = 0
+        # Head-only training never changes the backbone (frozen, in eval mode): its features are computed
+        # once (in the first epoch) and every epoch then trains the head alone.
+        self.caches_features = config.layers == "head"
+        self._features: torch.Tensor | None = None
+        self._val_features: dict[int, tuple[WindowData, torch.Tensor]] = {}
+
+    def _image_features(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                chunks = []
+                for i in range(0, len(images), batch_size):
+                    with _autocast(self.device):
+                        chunks.append(self.model.features(_prep(images[i:i + batch_size], self.device)).float())
+                return torch.cat(chunks) if chunks else torch.empty(0, device=self.device)
+        finally:
+            self.model.train(was_training)
+
+    def evaluate(self, data: WindowData) -> float:
+        """Accuracy of the model being trained on the labelled crops of `data`; for head-only training the
+        backbone features of `data` are computed once and reused on every later call with the same data."""
+        if not self.caches_features:
+            return evaluate(self.model, data, self.device)
+        lab = data.labelled()
+        if len(lab) == 0:
+            raise EmptyDataError(f"no labelled crops to evaluate on (camera {data.camera!r}, window {data.window})")
+        cached = self._val_features.get(id(data))
+        if cached is None or cached[0] is not data:
+            cached = (data, self._image_features(_to_tensor(lab.images, self.device)))
+            self._val_features[id(data)] = cached
+        feats = cached[1]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                pred = self.model.head(feats).argmax(1).cpu().numpy()
+        finally:
+            self.model.train(was_training)
+        return float((pred == lab.labels).mean())
 
     def run_epoch(self, stop: Callable[[], bool] | None = None) -> tuple[float, float]:
         """One pass over the data; returns (mean loss, img/s). Raises StopRequested between batches."""
         cfg, dev = self.config, self.device
+        t0 = time.perf_counter()
+        if self.caches_features and self._features is None:
+            self._features = self._image_features(self.images)
         self.model.train_mode(cfg.layers)
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.n, generator=gen).to(dev)
-        total, seen, t0 = 0.0, 0, time.perf_counter()
+        total, seen = 0.0, 0
         bs = cfg.batch_size
         for i in range(0, self.n, bs):
             if stop is not None and stop():
@@ -142,9 +186,12 @@ class Trainer:
             idx = order[i:i + bs]
             if idx.numel() < 2 and self.n >= 2:  # BatchNorm cannot train on a batch of one
                 continue
-            x, y, w = _prep(self.images[idx], dev), self.labels[idx], self.weights[idx]
+            y, w = self.labels[idx], self.weights[idx]
             with _autocast(dev):
-                logits = self.model(x)
+                if self._features is not None:
+                    logits = self.model.head(self._features[idx])
+                else:
+                    logits = self.model(_prep(self.images[idx], dev))
             loss = (F.cross_entropy(logits.float(), y, reduction="none") * w).sum() / w.sum()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -182,7 +229,7 @@ def train(model: CropClassifier, data: WindowData, config: RetrainConfig, *, val
             t_epoch = time.perf_counter()
             loss, ips = trainer.run_epoch(stop)
             samples += trainer.n
-            acc = evaluate(model, val, device) if val is not None and val.num_labelled else None
+            acc = trainer.evaluate(val) if val is not None and val.num_labelled else None
             stats = EpochStats(trainer.epoch, loss, acc, ips, time.perf_counter() - t_epoch)
             history_stats.append(stats)
             if acc is not None and (best_acc is None or acc > best_acc):

@@ -154,19 +154,22 @@ def run_job(job: TrainJob) -> JobResult:
         raise WorkerFailure(EXIT_BAD_DATA, f"train crops are {train.image_size}px, validation {val.image_size}px")
 
     t0 = time.perf_counter()
+    state = _load_state(out / STATE_FILE, job)
+    # The serving model's accuracy, measured before a config with another head width resets the head.
+    start_acc = None if state is not None or job.config.hidden == model.meta.hidden else evaluate(model, val, device)
     try:
         trainer = Trainer(model, train, job.config, device, job.seed, history)
     except EmptyDataError as exc:
         raise WorkerFailure(EXIT_BAD_DATA, str(exc)) from exc
 
-    state = _load_state(out / STATE_FILE, job)
     if state is not None:
         model.load_state_dict(state["model"])
         trainer.load_state(state["trainer"])
         best, best_epoch, start_acc = state["best_val_accuracy"], state["best_epoch"], state["start_val_accuracy"]
         progress.emit("resume", epoch=trainer.epoch, epochs=job.config.epochs, best_val_accuracy=best)
     else:
-        start_acc = evaluate(model, val, device)
+        if start_acc is None:
+            start_acc = trainer.evaluate(val)
         best, best_epoch = None, 0
         progress.emit("start", epochs=job.config.epochs, config=job.config.name, share=job.share,
                       device=job.device, train_crops=trainer.n, val_crops=val.num_labelled,
@@ -176,7 +179,7 @@ def run_job(job: TrainJob) -> JobResult:
         while trainer.epoch < job.config.epochs:
             te = time.perf_counter()
             loss, ips = trainer.run_epoch(stop)
-            acc = evaluate(model, val, device)
+            acc = trainer.evaluate(val)
             samples += trainer.n
             train_seconds += trainer.n / ips if ips > 0 else 0.0
             if best is None or acc > best:

@@ -38,6 +38,9 @@ class MicroProfile:
     start_accuracy: float  # the serving model's validation accuracy before training
     epoch_accuracies: tuple[float, ...]  # validation accuracy after each micro-profile epoch
     seconds_per_epoch: float  # wall seconds per micro-profile epoch
+    setup_seconds: float = 0.0  # one-off seconds per job (head-only jobs: the backbone features), profile data
+    # accuracy the learning curve starts from: the serving model's, or chance when the config resets the head
+    curve_start: float | None = None
     profile_fraction: float = 0.1  # the subsample's fraction of the window's data
     profile_share: float = 1.0  # GPU share the micro-profile ran at
 
@@ -51,7 +54,7 @@ class Prediction:
 def predict(mp: MicroProfile, throughput: ThroughputCurve | None = None,
             data_exponent: float = 0.5, error_exponent: float = ERROR_EXPONENT) -> Prediction:
     """Extrapolate accuracy to the config's epochs and data; cost in GPU-seconds at one whole GPU:
-    seconds per epoch x throughput(profile share) x epochs x (data fraction / profile fraction).
+    (setup + seconds per epoch x epochs) x throughput(profile share) x (data fraction / profile fraction).
 
     The retraining worker keeps (and reports) its best validation epoch, so the prediction is of the
     best-so-far accuracy: the curve is fitted to the running maximum of the measured accuracies (a noisy
@@ -63,7 +66,7 @@ def predict(mp: MicroProfile, throughput: ThroughputCurve | None = None,
     thr = throughput or ThroughputCurve()
     best_so_far = list(accumulate(mp.epoch_accuracies, max))
     xs = list(range(1, len(best_so_far) + 1))
-    curve = fit_learning_curve(mp.start_accuracy, xs, best_so_far)
+    curve = fit_learning_curve(mp.start_accuracy if mp.curve_start is None else mp.curve_start, xs, best_so_far)
     x = extrapolation_point(mp.config.epochs, mp.config.data_fraction, mp.profile_fraction, data_exponent)
     acc = curve(x)
     measured = [a for a in best_so_far if math.isfinite(a)]
@@ -73,8 +76,8 @@ def predict(mp: MicroProfile, throughput: ThroughputCurve | None = None,
     if error_exponent:
         acc = 1.0 - (1.0 - acc) * ratio ** (-error_exponent)
     acc = min(max(acc, 0.0), 1.0)
-    per_epoch_full = max(mp.seconds_per_epoch, 0.0) * thr(mp.profile_share)
-    cost = per_epoch_full * mp.config.epochs * mp.config.data_fraction / mp.profile_fraction
+    seconds = max(mp.setup_seconds, 0.0) + max(mp.seconds_per_epoch, 0.0) * mp.config.epochs
+    cost = seconds * thr(mp.profile_share) * mp.config.data_fraction / mp.profile_fraction
     return Prediction(RetrainOption(mp.camera, mp.config.name, acc, cost), curve)
 
 
