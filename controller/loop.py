@@ -181,6 +181,7 @@ class Controller:
                 self._close_window(previous)
                 state.closed = previous
                 self._save()
+                self.metrics.record_window(time.time() - (state.t0 + previous * state.window_seconds))
             if self.max_windows is not None and current >= self.max_windows:
                 self.metrics.tick(window=current)
                 self.done.set()  # the current window stays unplanned: a later controller plans it
@@ -189,7 +190,7 @@ class Controller:
             self.window = WindowContext(current, state.t0 + current * state.window_seconds)
             self._plan_and_apply(previous)
             self.metrics.tick(window=current)
-            self.metrics.record_window(time.monotonic() - started)
+            self.metrics.record_step(time.monotonic() - started)
             self._save()
 
     def monitor(self) -> None:

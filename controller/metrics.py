@@ -47,6 +47,7 @@ TRAINER_FAILURE_REASONS = ("oom", "crash", "timeout", "killed", "invalid_output"
 
 _WINDOW_BUCKETS = (1, 5, 10, 20, 30, 60, 120, 200, 300, 600, 1200, 3600)
 _PLANNING_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_STEP_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 200, 600)
 _ERROR_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 
 
@@ -197,6 +198,12 @@ class ControllerMetrics:
             registry=r,
             buckets=_WINDOW_BUCKETS,
         )
+        self.window_step_duration = Histogram(
+            "ekya_window_step_duration_seconds",
+            "Wall time of the window step: close the last window, label, measure, profile, plan, apply.",
+            registry=r,
+            buckets=_STEP_BUCKETS,
+        )
         self.planning_duration = Histogram(
             "ekya_planning_duration_seconds",
             "Time the scheduler took to plan (per planning run).",
@@ -330,8 +337,13 @@ class ControllerMetrics:
             self.current_window.set(window)
 
     def record_window(self, duration_s: float) -> None:
+        """A window closed: its wall time from its start to its close (a late tick makes it longer)."""
         self.window_duration.observe(duration_s)
         self.windows_completed.inc()
+
+    def record_step(self, duration_s: float) -> None:
+        """The work of one window step (how much of the window the controller itself takes)."""
+        self.window_step_duration.observe(duration_s)
 
     def record_planning(self, duration_s: float) -> None:
         self.planning_duration.observe(duration_s)

@@ -88,6 +88,7 @@ def test_counters_and_histograms(metrics: ControllerMetrics, server: MetricsServ
     metrics.record_window(31.5)
     metrics.record_window(29.0)
     metrics.record_planning(0.4)
+    metrics.record_step(4.2)
     s = scrape(server)
     assert value(s, "ekya_model_swaps_total", camera="cam0") == 2
     assert value(s, "ekya_model_swap_failures_total", camera="cam0") == 1
@@ -99,6 +100,8 @@ def test_counters_and_histograms(metrics: ControllerMetrics, server: MetricsServ
     assert value(s, "ekya_window_duration_seconds_count") == 2
     assert value(s, "ekya_window_duration_seconds_sum") == pytest.approx(60.5)
     assert value(s, "ekya_window_duration_seconds_bucket", le="30.0") == 1
+    assert value(s, "ekya_window_step_duration_seconds_sum") == pytest.approx(4.2)
+    assert value(s, "ekya_window_step_duration_seconds_count") == 1
     assert value(s, "ekya_planning_duration_seconds_bucket", le="0.5") == 1
     assert value(s, "ekya_planning_duration_seconds_bucket", le="0.25") == 0
     assert not any(name.endswith("_created") for name, _ in s)  # no doubled series

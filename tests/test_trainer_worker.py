@@ -130,3 +130,16 @@ def test_failures_are_reported(assets, tmp_path, case):
     res = JobResult.model_validate_json((out / "result.json").read_text())
     assert res.status == "failed" and res.exit_code == code and needle in res.message
     assert res.checkpoint is None and not (out / "best.pt").exists()
+
+
+def test_fallback_thread_rule_leaves_a_core_for_serving(monkeypatch):
+    """Outside the controller (no EKYA_TRAINER_THREADS) a worker still never takes every core."""
+    from trainer.worker import cpu_threads
+
+    monkeypatch.delenv("EKYA_TRAINER_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert cpu_threads(1.0) == 7 and cpu_threads(0.5) == 4 and cpu_threads(0.01) == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert cpu_threads(1.0) == 1  # a single core: one thread, never zero
+    monkeypatch.setenv("EKYA_TRAINER_THREADS", "3")
+    assert cpu_threads(0.1) == 3  # the controller's choice wins

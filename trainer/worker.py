@@ -63,12 +63,13 @@ class _Stop:
 
 def cpu_threads(share: float) -> int:
     """Threads for a CPU share: the controller's choice (EKYA_TRAINER_THREADS, which it pairs with duty
-    cycling to hit the share exactly), else ceil(share x cores)."""
+    cycling to hit the share exactly), else ceil(share x cores), leaving one core for serving (the
+    controller's rule, controller.cpu_shares.threads_for_share)."""
     chosen = os.environ.get("EKYA_TRAINER_THREADS", "").strip()
     if chosen.isdigit() and int(chosen) > 0:
         return int(chosen)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, math.ceil(share * cores - 1e-9)))
+    return max(1, min(cores - 1, math.ceil(share * cores - 1e-9)))
 
 
 def apply_share_env(job: TrainJob) -> None:
