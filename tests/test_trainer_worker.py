@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from trainer.configs import RetrainConfig
 from trainer.jobs import (
@@ -76,6 +77,32 @@ def test_worker_trains_and_resumes_after_a_crash(assets, tmp_path):
     assert resume["epoch"] >= 1
     assert [e["epoch"] for e in events[kinds.index("resume"):] if e["event"] == "epoch"][-1] == 3
     assert {"loss", "val_accuracy", "img_per_s"} <= set(events[1])
+
+
+def test_head_only_job_keeps_a_small_state_and_resumes(assets, tmp_path):
+    """Head-only jobs checkpoint only the head every epoch (the backbone is the base checkpoint's), and
+    resume from it after a crash; the published model keeps the base backbone."""
+    out = tmp_path / "out"
+    job = _job(assets, out, config=RetrainConfig(epochs=300, layers="head", lr=0.02))
+    handle = start_worker(job)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(e["event"] == "epoch" for e in handle.events):
+        time.sleep(0.05)
+    os.killpg(handle.pid, signal.SIGKILL)  # a crash after at least one epoch
+    handle.wait(30)
+    base = load_model(assets / "base.pt")
+    state = torch.load(out / "state.pt", map_location="cpu", weights_only=True)
+    assert state["partial"] and state["model"] and all(k.startswith("head.") for k in state["model"])
+    assert (out / "state.pt").stat().st_size < 0.5 * (assets / "base.pt").stat().st_size
+    res = run_worker(job, timeout=300)
+    assert res.status == "ok", res.message
+    assert res.epochs_done == 300
+    kinds = [json.loads(line)["event"] for line in (out / "progress.jsonl").read_text().splitlines()]
+    assert "resume" in kinds
+    trained = load_model(res.checkpoint)
+    for key, value in base.backbone.state_dict().items():
+        assert torch.equal(trained.backbone.state_dict()[key], value), key
+    assert not torch.equal(trained.head[0].weight, base.head[0].weight)
 
 
 def test_stop_request_is_honoured(assets, tmp_path):

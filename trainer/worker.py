@@ -164,7 +164,7 @@ def run_job(job: TrainJob) -> JobResult:
         raise WorkerFailure(EXIT_BAD_DATA, str(exc)) from exc
 
     if state is not None:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state["model"], strict=not state.get("partial", False))
         trainer.load_state(state["trainer"])
         best, best_epoch, start_acc = state["best_val_accuracy"], state["best_epoch"], state["start_val_accuracy"]
         progress.emit("resume", epoch=trainer.epoch, epochs=job.config.epochs, best_val_accuracy=best)
@@ -211,7 +211,11 @@ def _save_state(path: Path, job: TrainJob, model: Any, trainer: Any, best: float
                 start_acc: float) -> None:
     import torch
 
-    obj = {"job_id": job.job_id, "config": job.config.name, "model": model.state_dict(),
+    weights = model.state_dict()
+    partial = job.config.layers == "head"
+    if partial:  # the backbone is the base checkpoint's and never changes: keep the per-epoch state small
+        weights = {k: v for k, v in weights.items() if k.startswith("head.")}
+    obj = {"job_id": job.job_id, "config": job.config.name, "model": weights, "partial": partial,
            "trainer": trainer.state(), "best_val_accuracy": best, "best_epoch": best_epoch,
            "start_val_accuracy": start_acc}
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
