@@ -105,21 +105,18 @@ class DutyCycler:
             next_change = 1.0
             with self._lock:
                 for managed in list(self._procs.values()):
+                    if not _alive(managed.pid):
+                        self._procs.pop(managed.pid, None)
+                        continue
                     if managed.ready is not None:
-                        if not _alive(managed.pid):
-                            self._procs.pop(managed.pid, None)
-                            continue
                         if not _call_ready(managed.ready):
-                            continue
+                            continue  # still starting up: left running
                         managed.ready = None
                     running = _in_phase(phase, managed.offset, managed.duty)
                     if running and managed.stopped:
                         managed.stopped = not _signal(managed.pid, signal.SIGCONT)
                     elif not running and not managed.stopped:
                         managed.stopped = _signal(managed.pid, signal.SIGSTOP)
-                    if not _alive(managed.pid):
-                        self._procs.pop(managed.pid, None)
-                        continue
                     for edge in (managed.offset, (managed.offset + managed.duty) % 1.0):
                         gap = (edge - phase) % 1.0
                         if gap > 1e-4:

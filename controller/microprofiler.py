@@ -67,7 +67,7 @@ def profile_camera(
     min_crops: int = 16,
 ) -> CameraProfile:
     """Micro-profile `configs` for one camera starting from its serving `model` (not modified)."""
-    from trainer.training import Trainer, evaluate
+    from trainer.training import Trainer
 
     started = time.monotonic()
     camera = train.camera
@@ -89,11 +89,9 @@ def profile_camera(
             break
         probe_config = members[0].model_copy(update={"epochs": epochs, "subsample": 1.0})
         candidate = copy.deepcopy(model)
-        if start_accuracy is None and probe_config.hidden != model.meta.hidden:
-            start_accuracy = evaluate(model, test, device)  # before the trainer resets the head
         trainer = Trainer(candidate, sample, probe_config, device=device)
         if start_accuracy is None:  # the untrained copy: a head-only run reuses these features every epoch
-            start_accuracy = trainer.evaluate(test)
+            start_accuracy = trainer.serving_accuracy(test)
         accs: list[float] = []
         epoch_seconds: list[float] = []
         for _ in range(epochs):

@@ -101,13 +101,13 @@ def test_tiny_budget_profiles_fewer_kinds(window, model) -> None:
 def test_epoch_time_excludes_validation(window, model, monkeypatch: pytest.MonkeyPatch) -> None:
     from trainer import training
 
-    real = training.evaluate
+    real = training._in_batches  # every evaluation pass (not the all-layers training epochs) goes through it
 
-    def slow_evaluate(*args, **kwargs):
+    def slow_pass(*args, **kwargs):
         time.sleep(1.0)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(training, "evaluate", slow_evaluate)
+    monkeypatch.setattr(training, "_in_batches", slow_pass)
     train, test = window
     all_layers = [c for c in grid() if c.layers == "all"][:1]  # head-only runs validate on cached features
     prof = profile_camera(model, train, test, all_layers, subsample=0.1, epochs=2)

@@ -109,6 +109,21 @@ def test_head_only_training_on_cached_features_matches_full_forward():
                                                            seed=1).head[0].weight.flatten()[:50]))
 
 
+@pytest.mark.parametrize("layers", ["head", "all"])
+def test_serving_accuracy_is_the_model_as_given_even_when_the_head_is_replaced(layers):
+    spec = CameraStreamSpec(name="t", seed=5, crop_size=32, window_seconds=40)
+    tr, held = generate_window(spec, 3).split(0.3, seed=0)
+    original = build_model("resnet18", hidden=32, input_size=32, seed=1)
+    expected = evaluate(original, held)
+    trainer = Trainer(build_model("resnet18", hidden=32, input_size=32, seed=1), tr,
+                      RetrainConfig(epochs=1, layers=layers, hidden=64), seed=0)
+    assert trainer.model.meta.hidden == 64  # a new head is in place
+    assert trainer.serving_accuracy(held) == pytest.approx(expected)
+    trainer.run_epoch()
+    with pytest.raises(RuntimeError):
+        trainer.serving_accuracy(held)
+
+
 def test_new_hidden_size_resets_head():
     spec = CameraStreamSpec(name="t", seed=5, crop_size=32, window_seconds=20)
     w = generate_window(spec, 0)

@@ -55,13 +55,17 @@ def _run(job_file: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300, check=False)
 
 
+def _wait_for_first_epoch(handle, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not any(e["event"] == "epoch" for e in handle.events):
+        time.sleep(0.05)
+
+
 def test_worker_trains_and_resumes_after_a_crash(assets, tmp_path):
     out = tmp_path / "out"
     job = _job(assets, out, config=RetrainConfig(epochs=3, lr=0.02))
     handle = start_worker(job)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not any(e["event"] == "epoch" for e in handle.events):
-        time.sleep(0.1)
+    _wait_for_first_epoch(handle)
     os.killpg(handle.pid, signal.SIGKILL)  # a crash after at least one epoch
     handle.wait(30)
     assert (out / "state.pt").is_file() and (out / "best.pt").is_file()
@@ -85,9 +89,7 @@ def test_head_only_job_keeps_a_small_state_and_resumes(assets, tmp_path):
     out = tmp_path / "out"
     job = _job(assets, out, config=RetrainConfig(epochs=300, layers="head", lr=0.02))
     handle = start_worker(job)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not any(e["event"] == "epoch" for e in handle.events):
-        time.sleep(0.05)
+    _wait_for_first_epoch(handle)
     os.killpg(handle.pid, signal.SIGKILL)  # a crash after at least one epoch
     handle.wait(30)
     base = load_model(assets / "base.pt")
@@ -108,9 +110,7 @@ def test_head_only_job_keeps_a_small_state_and_resumes(assets, tmp_path):
 def test_stop_request_is_honoured(assets, tmp_path):
     out = tmp_path / "out"
     handle = start_worker(_job(assets, out, config=RetrainConfig(epochs=200, lr=0.02)))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not any(e["event"] == "epoch" for e in handle.events):
-        time.sleep(0.2)
+    _wait_for_first_epoch(handle)
     assert handle.is_running()
     code = handle.stop(timeout=60)
     assert code == EXIT_OK

@@ -66,29 +66,43 @@ def _autocast(device: torch.device) -> Any:
 
 
 @torch.no_grad()
+def _in_batches(model: CropClassifier, fn: Callable[[torch.Tensor], torch.Tensor],
+                images: np.ndarray | torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+    """fn over crops (uint8 [N,H,W,3] on the host, or [N,3,H,W] already on the device), batch by batch,
+    with the model in eval mode; float32 [N, ...] on the device."""
+    was_training = model.training
+    model.eval()
+    try:
+        out = []
+        for i in range(0, len(images), batch_size):
+            batch = images[i:i + batch_size]
+            x = _prep(_to_tensor(batch, device) if isinstance(batch, np.ndarray) else batch, device)
+            with _autocast(device):
+                out.append(fn(x).float())
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, device=device)
+
+
 def predict(model: CropClassifier, images: np.ndarray, device: str | torch.device = "cpu",
             batch_size: int = 256) -> np.ndarray:
     """Class predictions [N] int64 for uint8 crops [N,H,W,3]."""
-    dev = torch.device(device)
-    was_training = model.training
-    model.eval()
-    out = np.empty(len(images), dtype=np.int64)
-    try:
-        for i in range(0, len(images), batch_size):
-            x = _prep(_to_tensor(images[i:i + batch_size], dev), dev)
-            with _autocast(dev):
-                out[i:i + batch_size] = model(x).argmax(1).cpu().numpy()
-    finally:
-        model.train(was_training)
-    return out
+    if len(images) == 0:
+        return np.empty(0, dtype=np.int64)
+    return _in_batches(model, model, images, torch.device(device), batch_size).argmax(1).cpu().numpy()
+
+
+def _labelled(data: WindowData) -> WindowData:
+    lab = data.labelled()
+    if len(lab) == 0:
+        raise EmptyDataError(f"no labelled crops to evaluate on (camera {data.camera!r}, window {data.window})")
+    return lab
 
 
 def evaluate(model: CropClassifier, data: WindowData, device: str | torch.device = "cpu",
              batch_size: int = 256) -> float:
     """Accuracy on the labelled crops of `data` (raises EmptyDataError when none are labelled)."""
-    lab = data.labelled()
-    if len(lab) == 0:
-        raise EmptyDataError(f"no labelled crops to evaluate on (camera {data.camera!r}, window {data.window})")
+    lab = _labelled(data)
     return float((predict(model, lab.images, device, batch_size) == lab.labels).mean())
 
 
@@ -118,6 +132,7 @@ class Trainer:
         self.labels = torch.from_numpy(labels).to(self.device)
         self.weights = torch.from_numpy(weights).to(self.device)
 
+        self._serving_head = model.head.to(self.device)  # the model as given (a new width replaces it)
         if config.hidden != model.meta.hidden:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
@@ -132,42 +147,36 @@ class Trainer:
         # once (in the first epoch) and every epoch then trains the head alone.
         self.caches_features = config.layers == "head"
         self._features: torch.Tensor | None = None
-        self._val_features: dict[int, tuple[WindowData, torch.Tensor]] = {}
+        self._val: tuple[WindowData, torch.Tensor] | None = None  # validation data and its features
 
-    def _image_features(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                chunks = []
-                for i in range(0, len(images), batch_size):
-                    with _autocast(self.device):
-                        chunks.append(self.model.features(_prep(images[i:i + batch_size], self.device)).float())
-                return torch.cat(chunks) if chunks else torch.empty(0, device=self.device)
-        finally:
-            self.model.train(was_training)
+    def _image_features(self, images: torch.Tensor) -> torch.Tensor:
+        return _in_batches(self.model, self.model.features, images, self.device)
+
+    def _head_accuracy(self, data: WindowData, head: torch.nn.Module) -> float:
+        lab = _labelled(data)
+        if self._val is not None and self._val[0] is data:
+            feats = self._val[1]
+        else:
+            feats = self._image_features(_to_tensor(lab.images, self.device))
+            if self.caches_features:  # the backbone never changes: reuse these on every later call
+                self._val = (data, feats)
+        with torch.no_grad():
+            pred = head(feats).argmax(1).cpu().numpy()
+        return float((pred == lab.labels).mean())
 
     def evaluate(self, data: WindowData) -> float:
         """Accuracy of the model being trained on the labelled crops of `data`; for head-only training the
         backbone features of `data` are computed once and reused on every later call with the same data."""
         if not self.caches_features:
             return evaluate(self.model, data, self.device)
-        lab = data.labelled()
-        if len(lab) == 0:
-            raise EmptyDataError(f"no labelled crops to evaluate on (camera {data.camera!r}, window {data.window})")
-        cached = self._val_features.get(id(data))
-        if cached is None or cached[0] is not data:
-            cached = (data, self._image_features(_to_tensor(lab.images, self.device)))
-            self._val_features[id(data)] = cached
-        feats = cached[1]
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                pred = self.model.head(feats).argmax(1).cpu().numpy()
-        finally:
-            self.model.train(was_training)
-        return float((pred == lab.labels).mean())
+        return self._head_accuracy(data, self.model.head)
+
+    def serving_accuracy(self, data: WindowData) -> float:
+        """Accuracy of the model as it was given (its own head, even when the config put a new one in its
+        place) on `data`: call before the first epoch. Head-only training reuses these features."""
+        if self.epoch:
+            raise RuntimeError("serving_accuracy is the model before training: call it before the first epoch")
+        return self._head_accuracy(data, self._serving_head)
 
     def run_epoch(self, stop: Callable[[], bool] | None = None) -> tuple[float, float]:
         """One pass over the data; returns (mean loss, img/s). Raises StopRequested between batches."""

@@ -139,7 +139,7 @@ def run_job(job: TrainJob) -> JobResult:
     import torch
 
     from trainer.models import ModelError, load_model, save_model
-    from trainer.training import EmptyDataError, StopRequested, Trainer, evaluate
+    from trainer.training import EmptyDataError, StopRequested, Trainer
 
     out = job.output_dir
     stop = _Stop(out / STOP_FILE)
@@ -156,8 +156,6 @@ def run_job(job: TrainJob) -> JobResult:
 
     t0 = time.perf_counter()
     state = _load_state(out / STATE_FILE, job)
-    # The serving model's accuracy, measured before a config with another head width resets the head.
-    start_acc = None if state is not None or job.config.hidden == model.meta.hidden else evaluate(model, val, device)
     try:
         trainer = Trainer(model, train, job.config, device, job.seed, history)
     except EmptyDataError as exc:
@@ -169,8 +167,7 @@ def run_job(job: TrainJob) -> JobResult:
         best, best_epoch, start_acc = state["best_val_accuracy"], state["best_epoch"], state["start_val_accuracy"]
         progress.emit("resume", epoch=trainer.epoch, epochs=job.config.epochs, best_val_accuracy=best)
     else:
-        if start_acc is None:
-            start_acc = trainer.evaluate(val)
+        start_acc = trainer.serving_accuracy(val)
         best, best_epoch = None, 0
         progress.emit("start", epochs=job.config.epochs, config=job.config.name, share=job.share,
                       device=job.device, train_crops=trainer.n, val_crops=val.num_labelled,
