@@ -145,10 +145,12 @@ class _Model(BaseModel):
 # -------------------------------------------------------------------------------------------- cameras
 class DriftConfig(_Model):
     """How a synthetic camera's scene drifts (trainer/streams/synthetic.py): `speed` in condition cycles
-    per 10 windows, `magnitude` from 0 (a static scene) to 1.5."""
+    per 10 windows, `magnitude` from 0 (a static scene) to 1.5, `start_window`: where in its cycle the
+    deployment's window 0 is (the bootstrap history is always the cycle's start, daytime)."""
 
     speed: float = Field(1.0, ge=0.0, le=100.0)
     magnitude: float = Field(1.0, ge=0.0, le=1.5)
+    start_window: float = Field(0.0, ge=0.0, le=1000.0)
 
 
 class SyntheticSource(_Model):

@@ -47,6 +47,7 @@ def stream_spec(config, camera_name: str) -> CameraStreamSpec:
         objects_per_frame=source.objects_per_frame,
         drift_speed=source.drift.speed,
         drift_magnitude=source.drift.magnitude,
+        start_window=source.drift.start_window,
     )
 
 

@@ -33,3 +33,6 @@ def test_every_shipped_camera_makes_a_valid_synthetic_stream(path: Path) -> None
         spec = sources.stream_spec(cfg, name)
         assert spec.crop_size == cfg.edge_model.input_size
         assert spec.frames_per_window >= 1
+        drift = cfg.camera(name).source.drift
+        assert (spec.drift_speed, spec.drift_magnitude, spec.start_window) == (
+            drift.speed, drift.magnitude, drift.start_window)

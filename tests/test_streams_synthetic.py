@@ -62,6 +62,21 @@ def test_cameras_drift_differently():
     assert float(conditions(static, np.array([5.0]))["night"][0]) == 0.0
 
 
+def test_start_window_shifts_the_deployment_not_the_history():
+    day = CameraStreamSpec(name="a", seed=5, **SMALL)
+    dusk = day.model_copy(update={"start_window": 3.0})
+    positions = np.array([0.0, 0.5, 1.7])
+    for key, value in conditions(dusk, positions).items():
+        assert np.allclose(value, conditions(day, positions + 3.0)[key]), key
+    assert np.allclose(class_mix(dusk, 1.0), class_mix(day, 4.0))
+    # the bootstrap's history stays the cycle's start, so a dusk deployment starts away from it
+    history = np.array([-1.0, -0.2])
+    assert np.allclose(conditions(dusk, history)["night"], conditions(day, history)["night"])
+    assert float(conditions(dusk, np.array([0.0]))["night"][0]) > 0.3
+    assert np.array_equal(generate_window(dusk, -1).images, generate_window(day, -1).images)
+    assert not np.array_equal(generate_window(dusk, 0).images, generate_window(day, 0).images)
+
+
 def test_stride_profile_decreases():
     w = generate_window(CameraStreamSpec(name="a", seed=2, **SMALL), 0)
     prof = stride_profile(w, w.labels.copy())  # a perfect model: losses come from skipped frames only

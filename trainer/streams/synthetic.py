@@ -6,8 +6,10 @@ class mix. Cameras differ in how fast (`drift_speed`) and how much (`drift_magni
 Objects are tracks over consecutive frames, so skipping frames costs accuracy as on real video.
 
 Time: frame f is at t = f / fps; window w covers frames [w*F, (w+1)*F) with F = fps * window_seconds.
-Negative windows are "history" (the conditions of window 0: the past a bootstrap model learned from).
-Conditions cycle with a period of 10 / drift_speed windows, darkest around window 5 / drift_speed.
+Negative windows are "history" (the conditions at the cycle's start, daytime: the past a bootstrap model
+learned from). Conditions cycle with a period of 10 / drift_speed windows, darkest around cycle position
+5 / drift_speed. Window w >= 0 sits at cycle position w + start_window: a deployment can start later in
+the cycle than the history its models learned from (e.g. at dusk, after a daytime bootstrap).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class CameraStreamSpec(BaseModel):
     drift_speed: float = Field(1.0, ge=0.0, description="condition cycles per 10 windows")
     drift_magnitude: float = Field(1.0, ge=0.0, le=1.5, description="0 = static camera")
     class_mix_drift: float = Field(1.0, ge=0.0)
+    start_window: float = Field(0.0, ge=0.0, description="cycle position of window 0, in windows")
 
     @property
     def frames_per_window(self) -> int:
@@ -121,10 +124,16 @@ def _look(seed: int, size: int) -> _Look:
 
 
 # ---- conditions over time ----------------------------------------------------------------------
+def _cycle_position(spec: CameraStreamSpec, window_pos: np.ndarray | float) -> np.ndarray:
+    """Position in the condition cycle: history (w < 0) is the cycle's start, window w is w + start_window."""
+    w = np.asarray(window_pos, dtype=np.float64)
+    return np.where(w < 0, 0.0, w + spec.start_window)
+
+
 def conditions(spec: CameraStreamSpec, window_pos: np.ndarray) -> dict[str, np.ndarray]:
-    """Scene conditions at fractional window positions (history, w < 0, looks like window 0)."""
+    """Scene conditions at fractional window positions (history, w < 0, looks like the cycle's start)."""
     look = _look(spec.seed, spec.crop_size)
-    w = np.maximum(np.asarray(window_pos, dtype=np.float64), 0.0)
+    w = _cycle_position(spec, window_pos)
     phase = spec.drift_speed * w / _PERIOD_WINDOWS
     m = spec.drift_magnitude
     night = m * 0.5 * (1 - np.cos(2 * np.pi * phase))
@@ -142,7 +151,7 @@ def conditions(spec: CameraStreamSpec, window_pos: np.ndarray) -> dict[str, np.n
 def class_mix(spec: CameraStreamSpec, window_pos: float) -> np.ndarray:
     """The camera's class probabilities at a window position (drifts with the same clock)."""
     look = _look(spec.seed, spec.crop_size)
-    phase = spec.drift_speed * max(float(window_pos), 0.0) / _PERIOD_WINDOWS
+    phase = spec.drift_speed * float(_cycle_position(spec, window_pos)) / _PERIOD_WINDOWS
     logits = look.mix_base + 0.8 * spec.class_mix_drift * np.sin(2 * np.pi * phase + look.mix_phase)
     p = np.exp(logits - logits.max())
     return p / p.sum()
