@@ -6,7 +6,7 @@ threads x duty = s*C cores on average. Thread counts alone are too coarse on a 2
 duty cycling alone would leave one thread idle on a big share. Processes are staggered within the
 period so their running phases overlap as little as possible. A worker's start-up (importing torch,
 loading its data and model) is not duty-cycled: cycling starts with its first progress event (the
-planner counts start-up as a fixed cost per job, trainers.WORKER_STARTUP_SECONDS).
+planner counts start-up as fixed wall seconds per job, Problem.job_latency).
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ from controller.planner.microprofile import ConfigPruner, Outcome, PredictionLed
 from controller.planner.profiles import ThroughputCurve
 from controller.spool import Spool
 from controller.state import CameraRecord, ControllerState, WindowRecord
-from controller.trainers import WORKER_STARTUP_SECONDS, Finished, TrainerPool, kill_orphans
+from controller.trainers import PUBLISH_SECONDS, WORKER_STARTUP_SECONDS, Finished, TrainerPool, kill_orphans
 from controller.triton.client import TritonClient
 from controller.triton.repository import ModelRepository
 from controller.triton.server import TritonServer, new_admin_key_file
@@ -284,7 +284,8 @@ class Controller:
         context.problem = Problem(cameras=tuple(cameras), gpus=int(self.capacity) if self.gpu else 1,
                                   window=time_left, inference=self.inference_profile,
                                   throughput=self.throughput, delta=self.config.delta,
-                                  a_min=self.config.scheduler.min_inference_accuracy)
+                                  a_min=self.config.scheduler.min_inference_accuracy,
+                                  job_latency=self._job_latency())
         fixed = self.config.fixed_retraining_config.name
         if self.scheduler in ("fair", "uniform"):
             fraction = (self.config.scheduler.fair_inference_weight if self.scheduler == "fair"
@@ -307,6 +308,12 @@ class Controller:
                 "serving_accuracy": state.cameras[alloc.camera].serving_accuracy,
                 "error_growth": round(self._growth(alloc.camera), 3),
             }
+
+    def _job_latency(self) -> float:
+        """Fixed wall seconds from a job's launch to its model serving, beyond its training: measured on
+        this deployment's published jobs, or the start-up and publish estimate before the first."""
+        measured = self._state.job_latency_seconds
+        return measured if measured is not None else WORKER_STARTUP_SECONDS + PUBLISH_SECONDS
 
     def _growth(self, name: str) -> float:
         """The camera's forecast error growth for the window being planned (1 = plan on the closed window)."""
@@ -346,7 +353,7 @@ class Controller:
         pruner.observe(result.options, result.start_accuracy)
         pruner.end_window()
         self._state.cameras[name].serving_accuracy = result.start_accuracy
-        return [dataclasses.replace(o, gpu_seconds=o.gpu_seconds + WORKER_STARTUP_SECONDS) for o in result.options]
+        return list(result.options)
 
     def _replan(self) -> None:
         context = self.window
@@ -510,6 +517,9 @@ class Controller:
         entry["decision"] = f"published v{version} ({new_accuracy:.3f} > {old_accuracy:.3f})"
         entry["published_version"] = version
         entry["published_at_s"] = round(time.time() - (self.window.started if self.window else time.time()), 1)
+        latency = min(max(time.time() - record.started_at - result.seconds, 0.0), state.window_seconds)
+        previous = state.job_latency_seconds
+        state.job_latency_seconds = latency if previous is None else 0.5 * previous + 0.5 * latency
         self._observe(name)
 
     def _publish_checkpoint(self, name: str, checkpoint: Path) -> int:

@@ -67,6 +67,8 @@ class ControllerState(BaseModel):
     failed_swaps: int = 0
     trainer_failures: int = 0
     pruning: dict = Field(default_factory=dict)  # the micro-profiler's pruning state, as the planner dumps it
+    # measured wall seconds a published job spent outside its training (start-up, export, load): moving average
+    job_latency_seconds: float | None = None
 
     def save(self, path: Path) -> None:
         atomic_write_text(path, self.model_dump_json(indent=1) + "\n")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +20,17 @@ from controller.cpu_shares import DutyCycler, threads_for_share
 from controller.state import JobRecord
 from trainer.configs import RetrainConfig
 from trainer.jobs import PROGRESS_FILE, JobResult, TrainJob
-from trainer.launcher import WorkerHandle, start_worker
+from trainer.launcher import WorkerHandle, start_worker, warm_up
 
 log = logging.getLogger(__name__)
 
-# A worker spends this long (at a whole share) starting: importing torch, loading the model and data.
-# The planner is charged for it, so it never plans a share too small for a job to even start.
-WORKER_STARTUP_SECONDS = 3.0
+# Wall seconds a job spends outside its training whatever its share (start-up is not duty-cycled): the
+# worker, forked from the warm fork server, loading the model and data (~0.3 s; a cold
+# `python -m trainer.worker` spends ~2.5 s more importing torch), then the controller exporting,
+# validating and loading the new model into Triton. The planner's estimate until this deployment has
+# measured its own (ControllerState.job_latency_seconds).
+WORKER_STARTUP_SECONDS = 0.5
+PUBLISH_SECONDS = 2.0
 
 
 @dataclass
@@ -35,11 +40,16 @@ class Finished:
 
 
 class TrainerPool:
-    def __init__(self, jobs_dir: Path, *, cores: int, gpu_env=None) -> None:
-        """gpu_env(share, device_index) -> env dict for a GPU worker; None on a CPU-only machine."""
+    def __init__(self, jobs_dir: Path, *, cores: int, gpu_env=None, warm: bool = True) -> None:
+        """gpu_env(share, device_index) -> env dict for a GPU worker; None on a CPU-only machine.
+        warm: fork workers from a fork server that has imported torch (trainer.launcher), and start it now
+        in the background, so no job pays the imports."""
         self.jobs_dir = Path(jobs_dir)
         self.cores = cores
         self.gpu_env = gpu_env
+        self.warm = warm
+        if warm:
+            threading.Thread(target=warm_up, name="trainer fork server", daemon=True).start()
         self.cycler = DutyCycler(cores=cores) if gpu_env is None else None
         self.handles: dict[str, WorkerHandle] = {}
         self.records: dict[str, JobRecord] = {}
@@ -62,7 +72,7 @@ class TrainerPool:
         job = TrainJob(job_id=job_id, camera=camera, base_checkpoint=base_checkpoint, data=data,
                        validation=validation, config=config, share=min(1.0, max(share, 1e-3)),
                        device=worker_device, output_dir=output_dir)
-        handle = start_worker(job, env)
+        handle = start_worker(job, env, warm=self.warm)
         if self.cycler is not None:
             progress = output_dir / PROGRESS_FILE  # the worker's first event: start-up is over
             self.cycler.set_share(handle.pid, share, threads, ready=progress.is_file)
@@ -163,6 +173,13 @@ def kill_orphans(records: dict[str, JobRecord]) -> list[str]:
 
 
 def _is_our_worker(pid: int, job_dir: str) -> bool:
+    """The pid is a worker of that job: its stdout is the job's worker.log (a worker forked from the fork
+    server has the server's command line), or its command line names trainer.worker and the job."""
+    try:
+        if os.readlink(f"/proc/{pid}/fd/1").startswith(str(Path(job_dir) / "worker.log")):
+            return True
+    except OSError:
+        pass
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:

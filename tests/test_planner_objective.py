@@ -17,7 +17,8 @@ from controller.planner.profiles import (
 
 
 def brute_force(problem: Problem, allocs: list[CameraAllocation], dt: float = 2e-3) -> np.ndarray:
-    """Fine time-stepped integration with the original's equal split on completion."""
+    """Fine time-stepped integration with the original's equal split on completion; a job's work starts
+    after its camera's fixed latency."""
     cams = problem.cameras
     n = len(cams)
     opts = [{o.config: o for o in c.options} for c in cams]
@@ -27,6 +28,7 @@ def brute_force(problem: Problem, allocs: list[CameraAllocation], dt: float = 2e
     running = np.array([a.config is not None for a in allocs])
     work = np.array([opts[k][a.config].gpu_seconds if a.config else 0.0 for k, a in enumerate(allocs)])
     end = np.array([opts[k][a.config].end_accuracy if a.config else base[k] for k, a in enumerate(allocs)])
+    delay = np.where(running, problem.latencies(), 0.0)
     idle = tr[~running].sum()
     tr[~running] = 0
     inf += idle / (running.sum() + n)
@@ -36,7 +38,9 @@ def brute_force(problem: Problem, allocs: list[CameraAllocation], dt: float = 2e
     for _ in range(steps):
         acc += base * problem.inference.scale_array(inf) * dt
         rates = problem.throughput.array(tr)
-        work = np.where(running, work - rates * dt, work)
+        started = delay <= 1e-12
+        work = np.where(running & started, work - rates * dt, work)
+        delay = np.where(started, delay, delay - dt)
         fin = running & (work <= 1e-12)
         if fin.any():
             base[fin] = end[fin]
@@ -49,24 +53,27 @@ def brute_force(problem: Problem, allocs: list[CameraAllocation], dt: float = 2e
     return acc / problem.window
 
 
-def random_case(rng: np.random.Generator, n: int, curve: ThroughputCurve) -> tuple[Problem, list[CameraAllocation]]:
+def random_case(rng: np.random.Generator, n: int, curve: ThroughputCurve,
+                latency: float = 0.0) -> tuple[Problem, list[CameraAllocation]]:
     cams, allocs = [], []
     for v in range(n):
         a0 = rng.uniform(0.4, 0.8)
         opt = RetrainOption(f"c{v}", "x", float(rng.uniform(a0, 0.95)), float(rng.uniform(0.5, 6.0)))
-        cams.append(CameraState(f"c{v}", a0, (opt,)))
+        own = float(rng.uniform(0.0, 3.0)) if latency and v == 0 else None  # a camera's own latency
+        cams.append(CameraState(f"c{v}", a0, (opt,), latency=own))
         retrain = rng.random() < 0.8
         allocs.append(CameraAllocation(f"c{v}", "x" if retrain else None, float(rng.uniform(0.02, 0.3)),
                                        float(rng.uniform(0.05, 0.4))))
-    return Problem(tuple(cams), 2, window=20.0, throughput=curve), allocs
+    return Problem(tuple(cams), 2, window=20.0, throughput=curve, job_latency=latency), allocs
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_closed_form_matches_time_stepping(seed: int) -> None:
+@pytest.mark.parametrize("latency", [0.0, 2.5])
+def test_closed_form_matches_time_stepping(seed: int, latency: float) -> None:
     rng = np.random.default_rng(seed)
     curve = ThroughputCurve.linear() if seed % 2 == 0 else ThroughputCurve.from_points(
         {"1.0": 5493, "0.5": 5265, "0.25": 3427, "0.1": 1723})
-    problem, allocs = random_case(rng, 3, curve)
+    problem, allocs = random_case(rng, 3, curve, latency)
     exact = np.array(evaluate(problem, allocs).accuracies)
     brute = brute_force(problem, allocs)
     assert np.allclose(exact, brute, atol=2e-3), (exact, brute)
@@ -90,6 +97,22 @@ def test_segments_and_completion_times() -> None:
     # 20 s at 0.5, then 0.9 (inference share >= full share throughout)
     assert out.accuracies[0] == pytest.approx((0.5 * 20 + 0.9 * 80) / 100)
     assert out.segments[0].t1 == pytest.approx(20.0)
+
+
+def test_fixed_latency_delays_completion_at_any_share() -> None:
+    """Start-up and publishing take wall seconds whatever the share: completion = latency + work / rate."""
+    cam = CameraState("a", 0.5, (RetrainOption("a", "x", 0.9, 10.0),))
+    for share, latency in ((0.5, 4.0), (1.0, 4.0), (0.5, 30.0)):
+        p = Problem((cam,), 1, window=100.0, job_latency=latency)
+        out = evaluate(p, [CameraAllocation("a", "x", 0.25, share)])
+        done = latency + 10.0 / share
+        assert out.completion_times[0] == pytest.approx(done)
+        assert out.accuracies[0] == pytest.approx((0.5 * done + 0.9 * (100 - done)) / 100)
+    # a camera's own latency (a job already past its start-up) overrides the problem's
+    own = Problem((CameraState("a", 0.5, cam.options, latency=0.0),), 1, window=100.0, job_latency=30.0)
+    assert evaluate(own, [CameraAllocation("a", "x", 0.25, 0.5)]).completion_times[0] == pytest.approx(20.0)
+    with pytest.raises(ValueError, match="job_latency"):
+        Problem((cam,), 1, job_latency=-1.0)
 
 
 def test_inference_profile_defaults() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -119,6 +120,25 @@ def test_replan_with_time_left() -> None:
     assert again.window == pytest.approx(150.0)
     assert again.total_share <= 2 + 1e-6
     assert again.by_camera()[p.cameras[0].name].config is None
+
+
+def test_running_job_past_start_up_has_no_latency_left() -> None:
+    p = replace(random_problem(3, 1, seed=2), job_latency=5.0)
+    first = plan(p, "thief")
+    statuses = [CameraStatus(c.name, c.accuracy, a.config, progress, False, a.config is not None)
+                for c, a, progress in zip(p.cameras, first.allocations, (0.3, 0.0, 0.0))]
+    rem = remaining_problem(p, statuses, 10.0)
+    expected = [0.0 if first.allocations[0].config else 5.0, 5.0, 5.0]
+    assert rem.latencies().tolist() == expected
+
+
+def test_latency_makes_thief_weigh_retraining_against_inference() -> None:
+    """A job that cannot serve before the window ends is not worth slowing inference for."""
+    p = random_problem(4, 1, seed=3)
+    assert any(a.config for a in plan(p, "thief").allocations)
+    late = plan(replace(p, job_latency=p.window - 1.0), "thief")
+    assert not any(a.config for a in late.allocations)
+    assert sum(a.inference_share for a in late.allocations) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_degenerate_problems() -> None:

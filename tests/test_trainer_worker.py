@@ -24,7 +24,7 @@ from trainer.jobs import (
     JobResult,
     TrainJob,
 )
-from trainer.launcher import run_worker, start_worker
+from trainer.launcher import run_worker, start_worker, warm_up
 from trainer.models import build_model, load_model, save_model
 from trainer.streams.synthetic import CameraStreamSpec, generate_window
 
@@ -117,6 +117,27 @@ def test_stop_request_is_honoured(assets, tmp_path):
     res = handle.result()
     assert res.status == "stopped" and res.epochs_done >= 1 and res.epochs_done < 200
     assert res.checkpoint and load_model(res.checkpoint).meta.family == "shufflenet_v2_x0_5"
+
+
+def test_warm_worker_behaves_like_a_fresh_one(assets, tmp_path):
+    """Forked from the fork server (torch already imported): its own session, its log, its environment,
+    stop on request, and a failure's exit code, as a worker started with `python -m trainer.worker`."""
+    warm_up()
+    out = tmp_path / "out"
+    env = {**os.environ, "EKYA_TRAINER_THREADS": "1"}
+    handle = start_worker(_job(assets, out, config=RetrainConfig(epochs=200, lr=0.02)), env, warm=True)
+    _wait_for_first_epoch(handle)
+    assert handle.is_running() and handle.pid != os.getpid()
+    assert os.getpgid(handle.pid) == handle.pid  # its own process group: signals never reach the controller
+    start = next(e for e in handle.events if e["event"] == "start")
+    assert start["threads"] == 1  # the job's environment reached the forked worker
+    assert handle.stop(timeout=60) == EXIT_OK
+    res = handle.result()
+    assert res.status == "stopped" and 1 <= res.epochs_done < 200
+    assert '"event": "epoch"' in (out / "worker.log").read_text()
+    bad = start_worker(_job(assets, tmp_path / "bad", base_checkpoint=assets / "data.npz"), warm=True)
+    assert bad.wait(120) == EXIT_BAD_MODEL
+    assert bad.result().status == "failed"
 
 
 def test_bad_job_files(tmp_path):

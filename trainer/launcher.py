@@ -1,12 +1,16 @@
-"""Start and watch training workers from the controller (`python -m trainer.worker` subprocesses).
+"""Start and watch training workers from the controller.
 
-Each worker runs in its own session (process group) so stop() can signal it without touching the
-controller, and its stdout/stderr go to OUTPUT/worker.log.
+A worker is `python -m trainer.worker JOB.json` in a fresh interpreter, or (warm=True) the same entry
+point forked from a pre-warmed fork server that has already imported torch, torchvision and the trainer:
+importing those takes 2-3 s of a short retraining window on a small CPU, every job. Either way each
+worker runs in its own session (process group) so stop() and the duty cycler can signal it without
+touching the controller, and its stdout/stderr go to OUTPUT/worker.log.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -19,10 +23,55 @@ from typing import Any
 from trainer.jobs import EXIT_FAILED, JOB_FILE, PROGRESS_FILE, RESULT_FILE, STOP_FILE, JobResult, TrainJob
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# What the fork server imports once, so a forked worker starts with them loaded (none initialises CUDA
+# or a thread pool, so forking after them is safe).
+_WARM_MODULES = ["torch", "torchvision", "trainer.worker", "trainer.training", "trainer.models"]
+
+
+def _warm_context() -> multiprocessing.context.ForkServerContext:
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_WARM_MODULES)
+    return ctx
+
+
+def _noop() -> None:
+    return None
+
+
+def warm_up() -> None:
+    """Start the fork server (it imports torch once) before the first job needs it; blocks until ready."""
+    process = _warm_context().Process(target=_noop, daemon=True)
+    process.start()
+    process.join()
+
+
+class _ForkedProcess:
+    """A worker forked from the fork server, with the subprocess.Popen interface WorkerHandle uses."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess) -> None:
+        self._process = process
+
+    @property
+    def pid(self) -> int:
+        assert self._process.pid is not None
+        return self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.exitcode
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise subprocess.TimeoutExpired("trainer.worker (forked)", timeout or 0.0)
+        return self._process.exitcode
 
 
 class WorkerHandle:
-    def __init__(self, job: TrainJob, process: subprocess.Popen[bytes]) -> None:
+    def __init__(self, job: TrainJob, process: subprocess.Popen[bytes] | _ForkedProcess) -> None:
         self.job = job
         self.process = process
         self._offset = 0
@@ -109,9 +158,11 @@ class WorkerHandle:
                                  f"see {self.output_dir / 'worker.log'}")
 
 
-def start_worker(job: TrainJob, env: Mapping[str, str] | None = None, python: str | None = None) -> WorkerHandle:
-    """Write OUTPUT/job.json and start `python -m trainer.worker` on it. A stale STOP file or result
-    from an earlier run of the same output dir is removed first (state.pt is kept, to resume)."""
+def start_worker(job: TrainJob, env: Mapping[str, str] | None = None, python: str | None = None,
+                 warm: bool = False) -> WorkerHandle:
+    """Write OUTPUT/job.json and start `python -m trainer.worker` on it (warm: forked from the fork
+    server instead, same entry point and environment). A stale STOP file or result from an earlier run
+    of the same output dir is removed first (state.pt is kept, to resume)."""
     out = job.output_dir
     out.mkdir(parents=True, exist_ok=True)
     for stale in (STOP_FILE, RESULT_FILE):
@@ -121,11 +172,33 @@ def start_worker(job: TrainJob, env: Mapping[str, str] | None = None, python: st
     full_env["PYTHONPATH"] = os.pathsep.join(
         [str(_PROJECT_ROOT)] + ([full_env["PYTHONPATH"]] if full_env.get("PYTHONPATH") else []))
     full_env.setdefault("PYTHONUNBUFFERED", "1")
+    if warm and python is None:
+        process = _warm_context().Process(
+            target=_forked_worker, args=(str(job_path), full_env, str(out / "worker.log"), str(_PROJECT_ROOT)),
+            daemon=True, name=f"trainer.worker {job.job_id}")
+        process.start()
+        return WorkerHandle(job, _ForkedProcess(process))
     with open(out / "worker.log", "ab") as log:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen([python or sys.executable, "-m", "trainer.worker", str(job_path)],
                                 stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=str(_PROJECT_ROOT),
                                 start_new_session=True)
     return WorkerHandle(job, proc)
+
+
+def _forked_worker(job_path: str, env: dict[str, str], log_path: str, cwd: str) -> None:
+    """A forked worker's first steps: what Popen(start_new_session=True, stdout=log, env, cwd) does for a
+    fresh interpreter, then the worker's own main (its return value is the process's exit code)."""
+    os.setsid()
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    from trainer.worker import main
+
+    sys.exit(main([job_path]))
 
 
 def run_worker(job: TrainJob, timeout: float | None = None, env: Mapping[str, str] | None = None) -> JobResult:

@@ -170,7 +170,8 @@ def run_job(job: TrainJob) -> JobResult:
         start_acc = trainer.serving_accuracy(val)
         best, best_epoch = None, 0
         progress.emit("start", epochs=job.config.epochs, config=job.config.name, share=job.share,
-                      device=job.device, train_crops=trainer.n, val_crops=val.num_labelled,
+                      device=job.device, threads=torch.get_num_threads(), train_crops=trainer.n,
+                      val_crops=val.num_labelled,
                       start_val_accuracy=start_acc)
     samples, train_seconds, status = 0, 0.0, "ok"
     try:

@@ -36,7 +36,8 @@ def plan(problem: Problem, scheduler: str = "thief", *, fixed_config: str | None
 
 def remaining_problem(problem: Problem, statuses: Sequence[CameraStatus], elapsed: float) -> Problem:
     """The problem for the time left: finished cameras have no options, a running job only its own
-    config with the remaining GPU-seconds (planned cost x (1 - progress)), the others all options."""
+    config with the remaining GPU-seconds (planned cost x (1 - progress)) and no start-up latency once
+    it has made progress, the others all options."""
     by_name = {s.name: s for s in statuses}
     cams: list[CameraState] = []
     for cam in problem.cameras:
@@ -51,7 +52,9 @@ def remaining_problem(problem: Problem, statuses: Sequence[CameraStatus], elapse
             left: tuple[RetrainOption, ...] = ()
             if opt is not None:
                 left = (replace(opt, gpu_seconds=max(opt.gpu_seconds * (1.0 - st.progress), 0.0)),)
-            cams.append(CameraState(cam.name, st.accuracy, left, running=st.running))
+            # a job that reported progress is past its start-up; its export and load are not counted
+            latency = 0.0 if st.progress > 0 else None
+            cams.append(CameraState(cam.name, st.accuracy, left, running=st.running, latency=latency))
         else:
             cams.append(CameraState(cam.name, st.accuracy, cam.options))
     return replace(problem, cameras=tuple(cams), window=max(problem.window - elapsed, 0.0))

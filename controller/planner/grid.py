@@ -90,9 +90,7 @@ def build_tables(problem: Problem, model: SeparableModel, m: int, price: float =
     if model.width > 0 and T > 0 and kt > 1:
         rate = problem.throughput.array(st[1:])  # (Kt-1,)
         cost = model.cost[:, :, None]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            tau = np.where(rate[None, None, :] > 0, cost / np.where(rate > 0, rate, 1.0)[None, None, :], np.inf)
-        tau = np.where(cost == 0, 0.0, tau)
+        tau = model.wall_time(cost, rate[None, None, :])
         frac = np.clip(tau / T, 0.0, 1.0)
         end = model.end[:, :, None]
         avg = model.base[:, None, None] * frac + end * (1.0 - frac)  # (N, C, Kt-1)

@@ -1,8 +1,10 @@
 """The window objective, evaluated event by event in closed form.
 
 Per camera, accuracy at time t is base(t) x scale(inference share at t); base switches from the
-serving model's accuracy to the option's end accuracy when its retraining job completes. Shares are
-constant between completions, so the time average is a sum over those intervals (no time stepping).
+serving model's accuracy to the option's end accuracy when its retraining job completes: the camera's
+fixed latency (start-up, export, load: wall seconds at any share) plus its GPU work at the job's share
+after the job starts. Shares are constant between completions, so the time average is a sum over those
+intervals (no time stepping).
 When a job completes, its share is redistributed either by the original's rule (split equally over the
 still running training jobs and all inference jobs) or by a re-plan callback (the thief re-run).
 """
@@ -94,6 +96,8 @@ def evaluate(
     tr = np.zeros(n)
     end = base.copy()
     work = np.zeros(n)  # remaining actual GPU-seconds
+    latency = problem.latencies()
+    delay = np.zeros(n)  # remaining fixed wall seconds of running jobs
     total = np.ones(n)
     running = np.zeros(n, dtype=bool)
     started = np.zeros(n, dtype=bool)
@@ -129,6 +133,7 @@ def evaluate(
             running[k] = started[k] = True
             end[k] = opt.end_accuracy
             work[k] = total[k] = max(opt.gpu_seconds, 0.0)
+            delay[k] = latency[k]
         return idle
 
     def equal_split(freed: float) -> None:
@@ -148,7 +153,7 @@ def evaluate(
         if t >= T - EPS:
             break
         rates = thr.array(tr) if running.any() else np.zeros(n)
-        ttf = _time_to_finish(running, work, rates)
+        ttf = _time_to_finish(running, work, rates, delay)
         nxt = float(ttf.min()) if n else math.inf
         dt = min(nxt, T - t)
         scale = prof.scale_array(inf)
@@ -156,7 +161,7 @@ def evaluate(
         integral += inst * dt
         if record:
             segments.append(Segment(t, t + dt, tuple(inf.tolist()), tuple(tr.tolist()), tuple(inst.tolist())))
-        work[running] -= rates[running] * dt
+        _advance(running, work, delay, rates, dt)
         t += dt
         fin = running & (ttf <= dt + EPS * max(1.0, dt))
         if not fin.any():
@@ -195,6 +200,7 @@ class FastEvaluator:
     def __init__(self, problem: Problem) -> None:
         self.problem = problem
         self.base0 = np.array([c.accuracy for c in problem.cameras], dtype=float)
+        self.latency = problem.latencies()
         self.n = len(problem.cameras)
 
     def mean(self, inf: np.ndarray, tr: np.ndarray, end: np.ndarray, work: np.ndarray,
@@ -218,12 +224,13 @@ class FastEvaluator:
         if T <= 0:  # no time left: the instantaneous accuracy (as evaluate() reports it)
             return float(np.dot(base, prof.scale_array(inf))) / n
         work = np.asarray(work, dtype=float).copy()
+        delay = np.where(running, self.latency, 0.0)
         integral = 0.0
         t = 0.0
         while t < T - EPS:
             if running.any():
                 rates = thr.array(tr)
-                ttf = _time_to_finish(running, work, rates)
+                ttf = _time_to_finish(running, work, rates, delay)
                 nxt = float(ttf.min())
             else:
                 nxt = math.inf
@@ -232,7 +239,7 @@ class FastEvaluator:
             t += dt
             if nxt == math.inf or t >= T - EPS:
                 break
-            work = work - rates * dt
+            _advance(running, work, delay, rates, dt)
             fin = running & (ttf <= dt + EPS * max(1.0, dt))
             base[fin] = end[fin]
             running = running & ~fin
@@ -244,10 +251,18 @@ class FastEvaluator:
         return integral / (T * n)
 
 
-def _time_to_finish(running: np.ndarray, work: np.ndarray, rates: np.ndarray) -> np.ndarray:
+def _time_to_finish(running: np.ndarray, work: np.ndarray, rates: np.ndarray, delay: np.ndarray) -> np.ndarray:
+    """Wall seconds until each running job completes: its fixed delay left, then its work at its rate."""
     ttf = np.divide(work, rates, out=np.full(work.shape, np.inf), where=running & (rates > 0))
     ttf[running & (work <= 0)] = 0.0
-    return ttf
+    return ttf + np.where(running, delay, 0.0)
+
+
+def _advance(running: np.ndarray, work: np.ndarray, delay: np.ndarray, rates: np.ndarray, dt: float) -> None:
+    """Advance running jobs by dt wall seconds in place: the fixed delay is spent first, then work."""
+    spent = np.minimum(delay, dt)
+    work[running] -= rates[running] * (dt - spent[running])
+    delay -= spent
 
 
 def throughput_time(gpu_seconds: float, share: float, curve: ThroughputCurve) -> float:
@@ -283,6 +298,7 @@ def batch_mean(problem: Problem, inf: np.ndarray, tr: np.ndarray, end: np.ndarra
     inf = np.asarray(inf, dtype=float) + share0[:, None]
     tr = np.where(running, tr_in + share0[:, None], 0.0)
     work = np.asarray(work, dtype=float).copy()
+    delay = np.where(running, problem.latencies()[None, :], 0.0)
     out = np.zeros(m)
     integral = np.zeros(m)
     t = np.zeros(m)
@@ -291,22 +307,25 @@ def batch_mean(problem: Problem, inf: np.ndarray, tr: np.ndarray, end: np.ndarra
     if T <= 0:  # no time left: the instantaneous accuracy (as evaluate() reports it)
         return (base * prof.scale_array(inf)).sum(axis=1) / n
     with np.errstate(divide="ignore", invalid="ignore"):
-        integral, rows = _batch_events(n, T, thr, linear, scale, base, end, running, inf, tr, work, out, integral,
-                                       t, rows, inf_t)
+        integral, rows = _batch_events(n, T, thr, linear, scale, base, end, running, inf, tr, work, delay, out,
+                                       integral, t, rows, inf_t)
     if rows.size:
         out[rows] = integral
     return out / (T * n) if T > 0 else out
 
 
-def _batch_events(n, T, thr, linear, scale, base, end, running, inf, tr, work, out, integral, t, rows, inf_t):
-    # a job not running has infinite work left and no training share; a running one a positive share
+def _batch_events(n, T, thr, linear, scale, base, end, running, inf, tr, work, delay, out, integral, t, rows,
+                  inf_t):
+    # a job not running has infinite work left and no training share; a running one a positive share.
+    # A running job's completion is its fixed delay left plus its work at its rate.
     w = np.where(running, work, inf_t)
+    d = delay
     nrun = running.sum(axis=1)
     run = running
     tiny = 1e-300
     for _ in range(n + 1):
         rates = tr if linear else thr.array(tr)
-        ttf = w / np.maximum(rates, tiny)
+        ttf = w / np.maximum(rates, tiny) + d
         nxt = ttf.min(axis=1)
         dt = np.minimum(nxt, T - t)
         integral += (base * scale(inf)).sum(axis=1) * dt
@@ -319,9 +338,11 @@ def _batch_events(n, T, thr, linear, scale, base, end, running, inf, tr, work, o
         if k <= 0.7 * len(going):  # many rows have nothing left to happen: set them aside (final values)
             stop = ~going
             out[rows[stop]] = integral[stop]
-            rows, integral, t, base, end, run, inf, tr, w, fin, rates, dt, nrun = (
-                x[going] for x in (rows, integral, t, base, end, run, inf, tr, w, fin, rates, dt, nrun))
-        w = w - rates * dt[:, None]
+            rows, integral, t, base, end, run, inf, tr, w, d, fin, rates, dt, nrun = (
+                x[going] for x in (rows, integral, t, base, end, run, inf, tr, w, d, fin, rates, dt, nrun))
+        spent = np.minimum(d, dt[:, None])
+        w = w - rates * (dt[:, None] - spent)
+        d = d - spent
         w[fin] = inf_t
         base = np.where(fin, end, base)
         run = run & ~fin

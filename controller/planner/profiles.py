@@ -186,6 +186,7 @@ class CameraState:
     accuracy: float
     options: tuple[RetrainOption, ...] = ()
     running: str | None = None  # config of a job already running (re-planning), if any
+    latency: float | None = None  # fixed wall seconds before a job's model serves (None: the problem's)
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,9 @@ class Problem:
     delta: float = 0.1
     a_min: float = 0.0  # floor on a camera's inference accuracy (base x scale)
     max_job_share: float = 1.0  # a job runs on one device
+    # Wall seconds every job spends whatever its share (worker start-up, export, validation, model load):
+    # a job at share s serves its model job_latency + gpu_seconds / throughput(s) after it starts.
+    job_latency: float = 0.0
 
     def __post_init__(self) -> None:
         if self.gpus < 0:
@@ -238,6 +242,12 @@ class Problem:
             raise ValueError("window must be >= 0")
         if self.delta <= 0:
             raise ValueError("delta must be > 0")
+        if not self.job_latency >= 0:
+            raise ValueError("job_latency must be >= 0")
+
+    def latencies(self) -> np.ndarray:
+        """Per camera, the fixed wall seconds before its job (started now) can serve."""
+        return np.array([self.job_latency if c.latency is None else c.latency for c in self.cameras], dtype=float)
 
     @property
     def job_cap(self) -> float:

@@ -24,6 +24,7 @@ class SeparableModel:
         cams = problem.cameras
         self.n = len(cams)
         self.base = np.array([c.accuracy for c in cams], dtype=float)
+        self.latency = problem.latencies()  # fixed wall seconds before a job's model serves
         width = max((len(c.options) for c in cams), default=0)
         self.width = width
         self.end = np.zeros((self.n, max(width, 1)))
@@ -36,6 +37,14 @@ class SeparableModel:
                 self.cost[v, j] = o.gpu_seconds
         self.has_options = np.array([len(c.options) > 0 for c in cams], dtype=bool)
 
+    def wall_time(self, cost: np.ndarray, rate: np.ndarray) -> np.ndarray:
+        """Seconds from a job's start to its model serving: `cost` GPU-seconds (first axis: camera) at
+        relative throughput `rate` (broadcast against cost), plus the camera's fixed latency."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tau = np.where(rate > 0, cost / np.where(rate > 0, rate, 1.0), np.inf)
+        tau = np.where(cost == 0, 0.0, tau)
+        return tau + self.latency.reshape((-1,) + (1,) * (tau.ndim - 1))
+
     def inference_scale(self, shares: np.ndarray) -> np.ndarray:
         return self.problem.inference.scale_array(np.asarray(shares, dtype=float))
 
@@ -46,10 +55,7 @@ class SeparableModel:
         shares = np.asarray(shares, dtype=float)
         rate = self.problem.throughput.array(shares)  # (K,)
         b0 = self.base[:, None, None]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            tau = self.cost[:, :, None] / np.where(rate > 0, rate, np.nan)[None, None, :]  # (N, C, K)
-        tau = np.where(np.isnan(tau), np.inf, tau)
-        tau = np.where(self.cost[:, :, None] == 0, 0.0, tau)
+        tau = self.wall_time(self.cost[:, :, None], rate[None, None, :])  # (N, C, K)
         if T > 0:
             frac = np.clip(tau / T, 0.0, 1.0)
             avg = np.where(tau < T, b0 * frac + self.end[:, :, None] * (1.0 - frac), b0)
@@ -80,10 +86,7 @@ class SeparableModel:
         if self.width == 0 or T <= 0:
             return np.broadcast_to(keep, (self.n, K, K)).copy(), np.full((self.n, K, K), NO_CONFIG)
         rate = self.problem.throughput.array(sh)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            tau = self.cost[:, :, None] / np.where(rate > 0, rate, np.nan)[None, None, :]  # (N, C, Kt)
-        tau = np.where(np.isnan(tau), np.inf, tau)
-        tau = np.where(self.cost[:, :, None] == 0, 0.0, tau)
+        tau = self.wall_time(self.cost[:, :, None], rate[None, None, :])  # (N, C, Kt)
         frac = np.clip(tau / T, 0.0, 1.0)
         avg = self.base[:, None, None] * frac + self.end[:, :, None] * (1.0 - frac)  # (N, C, Kt)
         bonus = price * sh[None, None, :] * (1.0 - frac)  # (N, C, Kt)

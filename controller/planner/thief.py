@@ -145,8 +145,7 @@ def lattice_knapsack(problem: Problem, model: SeparableModel, lat, vals: np.ndar
         j = np.maximum(cfg_idx, 0)
         rows = np.arange(n)[:, None]
         cost = model.cost[rows, j]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            tau = np.where(cost == 0, 0.0, np.where(rate[None, :] > 0, cost / np.where(rate > 0, rate, 1.0)[None, :], np.inf))
+        tau = model.wall_time(cost, rate[None, :])
         frac = np.clip(tau / T, 0.0, 1.0)
         picked = cfg_idx >= 0
         Bt = np.where(picked, model.base[:, None] * frac + model.end[rows, j] * (1.0 - frac), Bt)
