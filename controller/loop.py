@@ -52,6 +52,7 @@ from controller.triton.server import TritonServer, new_admin_key_file
 from controller.triton.serving import PublishError, ServingManager
 from controller.triton.spec import ModelSpec
 from trainer.configs import RetrainConfig
+from trainer.streams.base import WindowData
 
 log = logging.getLogger(__name__)
 
@@ -176,9 +177,12 @@ class Controller:
                 log.warning("late tick: windows %d..%d passed unplanned (coalesced)", state.window + 1, current - 1)
             started = time.monotonic()
             previous = current - 1
+            close_seconds = 0.0
             if previous >= 0 and state.closed < previous:
                 self._end_window_jobs()
+                closing = time.monotonic()
                 self._close_window(previous)
+                close_seconds = time.monotonic() - closing
                 state.closed = previous
                 self._save()
                 self.metrics.record_window(time.time() - (state.t0 + previous * state.window_seconds))
@@ -188,7 +192,7 @@ class Controller:
                 return
             state.window = current
             self.window = WindowContext(current, state.t0 + current * state.window_seconds)
-            self._plan_and_apply(previous)
+            self._plan_and_apply(previous, close_seconds)
             self.metrics.tick(window=current)
             self.metrics.record_step(time.monotonic() - started)
             self._save()
@@ -230,7 +234,10 @@ class Controller:
             if len(data) < 10:
                 log.warning("%s: only %d spooled crops for window %d; no retraining data", name, len(data), window)
                 continue
-            labels = golden_labels(self.client, data.images)
+            labels = data.labels.copy()  # golden labels of the chunks labelled during the window
+            missing = labels < 0
+            if missing.any():
+                labels[missing] = golden_labels(self.client, data.images[missing])
             labelled = data.with_labels(labels)
             train, test = labelled.split(self.config.data.holdout_fraction, seed=window)
             directory = self.layout.window_dir(window, name)
@@ -247,6 +254,23 @@ class Controller:
                     entry["golden_label_accuracy"] = float((labels == truth).mean())
             self._observe(name)
 
+    def label_ahead(self) -> None:
+        """Golden-label the open window's spooled chunks as they arrive (every few seconds), so closing
+        the window only labels its last chunk: the labels, and so the window's retraining, come sooner."""
+        state = self._state
+        window = state.window
+        if window < 0 or self.client is None or window <= state.closed:
+            return
+        budget = int(self.config.data.disk_budget_mb * 2**20 / max(1, len(self.config.cameras)))
+        for name in self.config.camera_names:
+            spool = Spool(self.layout, name, budget)
+            for chunk in spool.unlabelled_chunks(window):
+                try:
+                    images = WindowData.load(chunk).images
+                except (FileNotFoundError, ValueError):  # dropped by the disk budget meanwhile
+                    continue
+                spool.write_labels(chunk, golden_labels(self.client, images))
+
     def _wait_for_camera_results(self, window: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -255,7 +279,7 @@ class Controller:
             time.sleep(0.1)
 
     # ---------------------------------------------------------------- planning
-    def _plan_and_apply(self, data_window: int) -> None:
+    def _plan_and_apply(self, data_window: int, close_seconds: float = 0.0) -> None:
         assert self.window is not None
         state = self._state
         context = self.window
@@ -297,8 +321,9 @@ class Controller:
         self.metrics.record_planning(result.plan_seconds)
         record = WindowRecord(window=context.window, scheduler=self.scheduler, plan_seconds=result.plan_seconds,
                               planned_accuracy=result.planned_accuracy)
-        record.events.append(f"profiled {len(context.data)} camera(s) in {profiling_seconds:.1f}s; "
-                             f"planned in {result.plan_seconds * 1000:.0f} ms")
+        record.events.append(f"closed window {data_window} in {close_seconds:.1f}s (golden labels, serving "
+                             f"accuracy); profiled {len(context.data)} camera(s) in {profiling_seconds:.1f}s; "
+                             f"planned in {result.plan_seconds * 1000:.0f} ms at t+{time.time() - context.started:.1f}s")
         state.history.append(record)
         self._apply(result, start_jobs=True)
         for alloc in result.allocations:

@@ -1,4 +1,5 @@
-"""Running the controller: APScheduler drives the window tick and the trainer monitor.
+"""Running the controller: APScheduler drives the window tick, the trainer monitor and the labeller that
+golden-labels the open window's spooled frames as they arrive.
 
 The window tick is an interval job at the window boundaries of the deployment's clock (t0 + k*T). One
 window at a time: max_instances=1, and a tick that comes while the previous one still runs, or that
@@ -12,6 +13,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
+from controller.camera import SPOOL_CHUNK_SECONDS
 from controller.config import DeploymentConfig
 from controller.loop import Controller
 
@@ -70,6 +72,8 @@ def run_controller(config: DeploymentConfig, *, scheduler: str | None = None, ma
                                                      start_date=datetime.fromtimestamp(next_boundary, UTC)),
                     id="window", coalesce=True, max_instances=1, misfire_grace_time=int(state.window_seconds))
         aps.add_job(controller.monitor, IntervalTrigger(seconds=1.0), id="monitor", coalesce=True, max_instances=1)
+        aps.add_job(controller.label_ahead, IntervalTrigger(seconds=SPOOL_CHUNK_SECONDS), id="label-ahead",
+                    coalesce=True, max_instances=1)
         aps.start()
         now = time.time()
         if state.window < 0 or int((now - state.t0) // state.window_seconds) > state.window:

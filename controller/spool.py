@@ -1,8 +1,10 @@
 """A camera's spool: sampled frames written in chunks for the controller to label and train on.
 
 Chunks are written atomically (never half-written) and unlabelled: retraining labels come from the
-golden model. When the source has ground truth it is kept beside the chunk (`.truth.npy`) for
-measuring, never for training. Disk use is bounded: the oldest chunks go first.
+golden model, written beside the chunk (`.labels.npy`, atomically) by whoever labels it first: the
+controller labels the open window's chunks as they arrive, and what is left when the window closes.
+When the source has ground truth it is kept beside the chunk (`.truth.npy`) for measuring, never for
+training. Disk use is bounded: the oldest chunks go first.
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ from trainer.atomic import atomic_write_bytes
 from trainer.streams.base import UNLABELLED, WindowData, concat
 
 log = logging.getLogger(__name__)
+
+SIDECARS = (".truth.npy", ".labels.npy")  # files beside a chunk: ground truth, golden labels
+
+
+def _save_array(path: Path, values: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, values)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 class Spool:
@@ -37,9 +47,7 @@ class Spool:
         truth = crops.labels.copy()
         crops.with_labels(np.full(len(crops), UNLABELLED, dtype=np.int64)).save(path)
         if np.any(truth >= 0):
-            buffer = io.BytesIO()
-            np.save(buffer, truth)
-            atomic_write_bytes(path.with_suffix(".truth.npy"), buffer.getvalue())
+            _save_array(path.with_suffix(".truth.npy"), truth)
         self.enforce_budget()
         return path
 
@@ -56,7 +64,7 @@ class Spool:
         for chunk in files:
             if total <= self.budget_bytes:
                 break
-            for part in (chunk, chunk.with_suffix(".truth.npy")):
+            for part in (chunk, *(chunk.with_suffix(suffix) for suffix in SIDECARS)):
                 if part.exists():
                     total -= part.stat().st_size
                     part.unlink()
@@ -66,13 +74,32 @@ class Spool:
                         self.budget_bytes, len(dropped))
         return dropped
 
-    def read_window(self, window: int) -> tuple[WindowData, np.ndarray | None]:
-        """All spooled crops of `window` (unlabelled) and their ground truth where known."""
+    def chunks(self, window: int) -> list[Path]:
         directory = self.layout.spool_dir(self.camera, window)
-        chunks = sorted(directory.glob("chunk-*.npz")) if directory.is_dir() else []
+        return sorted(directory.glob("chunk-*.npz")) if directory.is_dir() else []
+
+    def unlabelled_chunks(self, window: int) -> list[Path]:
+        return [c for c in self.chunks(window) if not c.with_suffix(".labels.npy").is_file()]
+
+    def write_labels(self, chunk: Path, labels: np.ndarray) -> None:
+        """Golden labels of one chunk's crops, in its order."""
+        _save_array(chunk.with_suffix(".labels.npy"), np.asarray(labels, dtype=np.int64))
+
+    def read_window(self, window: int) -> tuple[WindowData, np.ndarray | None]:
+        """All spooled crops of `window`, golden-labelled where their chunk was (UNLABELLED otherwise),
+        and their ground truth where known."""
         parts, truths = [], []
-        for chunk in chunks:
-            parts.append(WindowData.load(chunk))
+        for chunk in self.chunks(window):
+            try:
+                part = WindowData.load(chunk)
+            except FileNotFoundError:  # dropped by the disk budget since it was listed
+                continue
+            labels_file = chunk.with_suffix(".labels.npy")
+            if labels_file.is_file():
+                labels = np.load(labels_file)
+                if len(labels) == len(part):
+                    part = part.with_labels(labels)
+            parts.append(part)
             truth_file = chunk.with_suffix(".truth.npy")
             truths.append(np.load(truth_file) if truth_file.exists() else None)
         if not parts:
