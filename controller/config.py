@@ -284,6 +284,7 @@ class MicroprofilerConfig(_Model):
     epochs: int = Field(5, ge=1, le=100)
     budget_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # of the window's compute spent profiling
     prune_after_windows: int = Field(2, ge=0, le=1000)  # drop configs that kept losing; 0: never
+    serve_trials: bool = True  # serve the best trial model at once where it beats the serving one (thief/ekya)
 
 
 # --------------------------------------------------------------------------------------------- triton

@@ -56,6 +56,10 @@ from trainer.streams.base import WindowData
 
 log = logging.getLogger(__name__)
 
+# A profiler's trial model is served only if it beats the serving model on the window's held-out data by
+# this much (a few hundred held-out crops: smaller differences are mostly noise).
+TRIAL_MARGIN = 0.02
+
 MAX_STRIDE = 1000  # "no inference": a camera with no share processes (almost) nothing
 
 
@@ -72,6 +76,7 @@ class WindowContext:
     finished: set[str] = field(default_factory=set)
     started_jobs: set[str] = field(default_factory=set)
     redistributed: set[str] = field(default_factory=set)  # finished cameras whose share was handed on
+    trials: dict[str, tuple[object, float]] = field(default_factory=dict)  # camera -> profiler's best trial model
 
 
 class Controller:
@@ -333,6 +338,7 @@ class Controller:
                 "serving_accuracy": state.cameras[alloc.camera].serving_accuracy,
                 "error_growth": round(self._growth(alloc.camera), 3),
             }
+        self._serve_trials()
 
     def _job_latency(self) -> float:
         """Fixed wall seconds from a job's launch to its model serving, beyond its training: measured on
@@ -378,6 +384,9 @@ class Controller:
         pruner.observe(result.options, result.start_accuracy)
         pruner.end_window()
         self._state.cameras[name].serving_accuracy = result.start_accuracy
+        if (mp.serve_trials and result.trial_model is not None and result.trial_accuracy is not None
+                and result.trial_accuracy > result.start_accuracy + TRIAL_MARGIN):
+            context.trials[name] = (result.trial_model, result.trial_accuracy)
         return list(result.options)
 
     def _replan(self) -> None:
@@ -525,27 +534,63 @@ class Controller:
             log.info("%s: retrained model %.3f does not beat serving %.3f; not published", name, new_accuracy,
                      old_accuracy)
             return
-        try:
-            version = self._publish_checkpoint(name, Path(result.checkpoint))
-        except (PublishError, Exception) as exc:  # any failure keeps the old model serving
-            state.failed_swaps += 1
-            self.metrics.record_swap(name, ok=False)
-            entry["decision"] = f"publish failed: {exc}"
-            log.error("%s: publishing failed: %s", name, exc)
+        version = self._serve(name, Path(result.checkpoint), new_accuracy, record.window - 1, entry)
+        if version is None:
             return
-        state.swaps += 1
-        self.metrics.record_swap(name, ok=True)
-        cam.serving_accuracy = new_accuracy
-        # the new model on held-out data of the window it learned from: with its accuracy on the next
-        # window's data (measured when that window closes) it gives the drift forecast a fresh estimate
-        cam.accuracy_history = [*cam.accuracy_history, (record.window - 1, version, new_accuracy)][-4:]
         entry["decision"] = f"published v{version} ({new_accuracy:.3f} > {old_accuracy:.3f})"
-        entry["published_version"] = version
-        entry["published_at_s"] = round(time.time() - (self.window.started if self.window else time.time()), 1)
         latency = min(max(time.time() - record.started_at - result.seconds, 0.0), state.window_seconds)
         previous = state.job_latency_seconds
         state.job_latency_seconds = latency if previous is None else 0.5 * previous + 0.5 * latency
+
+    def _serve_trials(self) -> None:
+        """Serve the micro-profiler's best trial model where it beats the serving model on the window's
+        held-out data, biggest gain first: a drifted camera gets a better model seconds after the plan,
+        while its full retraining (already started) runs; that job's model replaces it only if better."""
+        context = self.window
+        if context is None:
+            return
+        state = self._state
+        gains = {name: acc - (state.cameras[name].serving_accuracy or 0.0) for name, (_, acc) in context.trials.items()}
+        for name in sorted(gains, key=gains.get, reverse=True):
+            model, accuracy = context.trials.pop(name)
+            old = state.cameras[name].serving_accuracy or 0.0
+            record = state.record_for(context.window)
+            entry = record.cameras.setdefault(name, {}) if record else {}
+            from trainer.models import save_model
+
+            with tempfile.TemporaryDirectory(dir=self.layout.root) as tmp:
+                checkpoint = save_model(model, Path(tmp) / "trial.pt", camera=name, trial=True)
+                version = self._serve(name, checkpoint, accuracy, context.window - 1, entry, prefix="trial_")
+            if version is not None:
+                entry["trial_accuracy"] = accuracy
+                entry["trial_decision"] = f"served the profiler's trial model v{version} ({accuracy:.3f} > {old:.3f})"
+                log.info("%s: serving the profiler's trial model v%d (%.3f > %.3f) while retraining runs",
+                         name, version, accuracy, old)
+
+    def _serve(self, name: str, checkpoint: Path, accuracy: float, data_window: int, entry: dict,
+               prefix: str = "") -> int | None:
+        """Publish a checkpoint as the camera's serving model (accuracy: on the held-out data of
+        data_window). Returns its version, or None when publishing failed and the old model still serves."""
+        state = self._state
+        cam = state.cameras[name]
+        try:
+            version = self._publish_checkpoint(name, checkpoint)
+        except (PublishError, Exception) as exc:  # any failure keeps the old model serving
+            state.failed_swaps += 1
+            self.metrics.record_swap(name, ok=False)
+            entry[f"{prefix}decision"] = f"publish failed: {exc}"
+            log.error("%s: publishing failed: %s", name, exc)
+            return None
+        state.swaps += 1
+        self.metrics.record_swap(name, ok=True)
+        cam.serving_accuracy = accuracy
+        # the new model on held-out data of the window it learned from: with its accuracy on the next
+        # window's data (measured when that window closes) it gives the drift forecast a fresh estimate
+        cam.accuracy_history = [*cam.accuracy_history, (data_window, version, accuracy)][-4:]
+        entry[f"{prefix}published_version"] = version
+        entry[f"{prefix}published_at_s"] = round(time.time() - (self.window.started if self.window else time.time()), 1)
         self._observe(name)
+        return version
 
     def _publish_checkpoint(self, name: str, checkpoint: Path) -> int:
         from trainer.export import export_onnx

@@ -11,6 +11,10 @@ frozen backbone's features of the sample and of the validation set once (the tra
 the start accuracy comes from the same features, so profiling a head-only kind costs about one forward
 pass over its data. A config with another head width starts from a new, random head: its learning curve
 starts from chance accuracy, not from the serving model's.
+
+The trial runs are real models: the best one (its accuracy on the window's held-out data after its last
+profiling epoch) is returned with the profile, so the controller can serve it at once where it beats the
+serving model, while the full retraining runs.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ class CameraProfile:
     runs: list[ProfileRun]
     options: list[RetrainOption]
     seconds: float
+    trial_model: object | None = None  # the best trial run's model (a CropClassifier) and its held-out accuracy
+    trial_accuracy: float | None = None
 
 
 def profile_camera(
@@ -81,6 +87,7 @@ def profile_camera(
         groups.setdefault(run_key(config), []).append(config)
     runs: list[ProfileRun] = []
     profiles: list[MicroProfile] = []
+    trial_model, trial_accuracy = None, None
     for key, members in groups.items():
         spent = time.monotonic() - started
         if runs and spent >= budget_seconds:  # the first kind is always profiled: never zero options
@@ -100,6 +107,8 @@ def profile_camera(
             epoch_seconds.append(time.perf_counter() - t0)  # training only: validation is not part of the cost
             accs.append(trainer.evaluate(test))
         accuracies = tuple(accs)
+        if accs and (trial_accuracy is None or accs[-1] > trial_accuracy):
+            trial_model, trial_accuracy = candidate, accs[-1]
         per_epoch, setup = _epoch_cost(epoch_seconds, trainer.caches_features)
         run = ProfileRun(key, start_accuracy, accuracies, per_epoch, setup)
         runs.append(run)
@@ -117,7 +126,8 @@ def profile_camera(
             ))
     options = predict_options(profiles, throughput)
     assert start_accuracy is not None  # the first kind is always profiled
-    return CameraProfile(camera, start_accuracy, runs, options, time.monotonic() - started)
+    return CameraProfile(camera, start_accuracy, runs, options, time.monotonic() - started, trial_model,
+                         trial_accuracy)
 
 
 def _epoch_cost(epoch_seconds: list[float], caches_features: bool) -> tuple[float, float]:

@@ -8,6 +8,7 @@ the previous one stopped (reattaching to the same Triton, same serving versions)
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.request
@@ -46,8 +47,17 @@ CONFIG = {
 
 
 def _workers_alive(marker: str) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "trainer.worker" in line and marker in line]
+    """Trainer workers of this test still running: their stdout is a worker.log under `marker` (a worker
+    forked from the fork server has the server's command line, so the command line cannot tell)."""
+    alive = []
+    for proc in Path("/proc").iterdir():
+        try:
+            target = os.readlink(proc / "fd" / "1")
+        except OSError:
+            continue
+        if marker in target and target.endswith("worker.log"):
+            alive.append(f"{proc.name}: {target}")
+    return alive
 
 
 @pytest.mark.slow
@@ -103,7 +113,10 @@ def test_controller_end_to_end_with_restart(tmp_path: Path):
     published = [c for r in state.history for c in r.cameras.values() if c.get("published_version")]
     assert published
     for entry in published:
-        assert entry["retrained_accuracy"] > entry["serving_accuracy"]
+        assert entry["retrained_accuracy"] > max(entry["serving_accuracy"], entry.get("trial_accuracy", 0.0))
+    # a micro-profiler trial model served meanwhile beat the serving model by the margin
+    for entry in (c for r in state.history for c in r.cameras.values() if c.get("trial_published_version")):
+        assert entry["trial_accuracy"] > entry["serving_accuracy"] + 0.02
     assert first.state.swaps <= state.swaps
 
     # No inference request failed, across swaps, instance changes and the controller restart.

@@ -11,6 +11,7 @@ from controller.microprofiler import profile_camera, run_key
 from controller.planner.profiles import ThroughputCurve
 from trainer.configs import RetrainConfig
 from trainer.models import build_model
+from trainer.training import evaluate
 from trainer.streams.synthetic import CameraStreamSpec, generate_window
 
 
@@ -54,6 +55,10 @@ def test_one_option_per_config_in_order(window, model) -> None:
         assert 0.0 <= o.end_accuracy <= 1.0 and o.gpu_seconds > 0
     assert 0.0 <= prof.start_accuracy <= 1.0 and prof.seconds > 0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # serving model untouched
+    # the best trial run is a real model the controller can serve: its accuracy is the one reported
+    assert prof.trial_model is not None and prof.trial_model is not model
+    assert prof.trial_accuracy == max(r.epoch_accuracies[-1] for r in prof.runs)
+    assert evaluate(prof.trial_model, test) == pytest.approx(prof.trial_accuracy, abs=1e-9)
 
 
 def test_degenerate_profile_never_drops_a_config(window, model) -> None:
