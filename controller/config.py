@@ -285,6 +285,8 @@ class MicroprofilerConfig(_Model):
     budget_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # of the window's compute spent profiling
     prune_after_windows: int = Field(2, ge=0, le=1000)  # drop configs that kept losing; 0: never
     serve_trials: bool = True  # serve the best trial model at once where it beats the serving one (thief/ekya)
+    # profile this many seconds before a window closes, on its data so far (thief/ekya; 0: at the close)
+    ahead_seconds: float = Field(0.0, ge=0.0, le=3600.0)
 
 
 # --------------------------------------------------------------------------------------------- triton

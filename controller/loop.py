@@ -79,6 +79,15 @@ class WindowContext:
     trials: dict[str, tuple[object, float]] = field(default_factory=dict)  # camera -> profiler's best trial model
 
 
+@dataclass
+class AheadProfile:
+    """A camera's micro-profile taken before its window closed, and the serving versions it is valid for
+    (the one it profiled and, if served, its own trial model)."""
+
+    profile: object  # controller.microprofiler.CameraProfile
+    versions: set[int]
+
+
 class Controller:
     def __init__(self, config: DeploymentConfig, *, scheduler: str | None = None, max_windows: int | None = None,
                  metrics: ControllerMetrics | None = None, bootstrap_progress: bool = True,
@@ -104,6 +113,7 @@ class Controller:
         self.mps = None
         self.window: WindowContext | None = None
         self.pruners: dict[str, ConfigPruner] = {}
+        self.ahead: dict[int, dict[str, AheadProfile]] = {}  # window -> camera -> profile taken before it closed
         self.ledger = PredictionLedger()
         self.configs = {c.name: c for c in config.retraining_configs}
         self.inference_profile = InferenceProfile(full_share=config.inference.full_share)
@@ -369,25 +379,85 @@ class Controller:
             fixed = self.config.fixed_retraining_config
             # Static baselines run their fixed config without profiling; the option only names it.
             return [RetrainOption(name, fixed.name, float(cam.serving_accuracy or 0.0), 0.0)]
-        from controller.microprofiler import profile_camera
-
-        period = self.config.microprofiler.prune_after_windows
-        pruner = self.pruners.setdefault(name, ConfigPruner(configs=list(self.configs), period=period or 10**9))
-        active = [self.configs[c] for c in pruner.active if c in self.configs]
-        mp = self.config.microprofiler
-        budget = mp.budget_fraction * self._state.window_seconds * self.capacity / max(1, len(context.data))
-        profile_share = (1.0 / self.cores) if not self.gpu else 1.0
-        result = profile_camera(model, train, test, active, subsample=mp.subsample, epochs=mp.epochs,
-                                budget_seconds=budget * (self.cores if not self.gpu else 1),
-                                profile_share=profile_share, throughput=self.throughput,
-                                device="cuda:0" if self.gpu else "cpu")
+        ahead = self.ahead.get(context.window - 1, {}).get(name)
+        if ahead is not None and cam.serving_version in ahead.versions:
+            # profiled before the window closed, on most of its data: reuse (the serving model's accuracy
+            # on the whole window's held-out data was measured at the close)
+            result = ahead.profile
+        else:
+            result = self._profile(name, model, train, test)
+            cam.serving_accuracy = result.start_accuracy
+            if self._trial_wins(result):
+                context.trials[name] = (result.trial_model, result.trial_accuracy)
+        pruner = self._pruner(name)
         pruner.observe(result.options, result.start_accuracy)
         pruner.end_window()
-        self._state.cameras[name].serving_accuracy = result.start_accuracy
-        if (mp.serve_trials and result.trial_model is not None and result.trial_accuracy is not None
-                and result.trial_accuracy > result.start_accuracy + TRIAL_MARGIN):
-            context.trials[name] = (result.trial_model, result.trial_accuracy)
         return list(result.options)
+
+    def _pruner(self, name: str) -> ConfigPruner:
+        period = self.config.microprofiler.prune_after_windows
+        return self.pruners.setdefault(name, ConfigPruner(configs=list(self.configs), period=period or 10**9))
+
+    def _profile(self, name: str, model, train: WindowData, test: WindowData):
+        """Micro-profile the camera's active configs from its serving `model` (a CameraProfile)."""
+        from controller.microprofiler import profile_camera
+
+        active = [self.configs[c] for c in self._pruner(name).active if c in self.configs]
+        mp = self.config.microprofiler
+        budget = mp.budget_fraction * self._state.window_seconds * self.capacity / max(1, len(self.config.cameras))
+        profile_share = (1.0 / self.cores) if not self.gpu else 1.0
+        return profile_camera(model, train, test, active, subsample=mp.subsample, epochs=mp.epochs,
+                              budget_seconds=budget * (self.cores if not self.gpu else 1),
+                              profile_share=profile_share, throughput=self.throughput,
+                              device="cuda:0" if self.gpu else "cpu")
+
+    def _trial_wins(self, result) -> bool:
+        return (self.config.microprofiler.serve_trials and result.trial_model is not None
+                and result.trial_accuracy is not None and result.trial_accuracy > result.start_accuracy + TRIAL_MARGIN)
+
+    def profile_ahead(self) -> None:
+        """Shortly before the window ends (microprofiler.ahead_seconds; thief/ekya): label what is spooled,
+        micro-profile every camera on the window's data so far, and serve the best trial model where it
+        beats the serving one. The rest of this window and the start of the next are served by a model
+        trained on this window's frames, and the next window's plan needs no profiling of its own."""
+        from trainer.models import load_model
+
+        state = self._state
+        window = state.window
+        if (self.scheduler not in ("thief", "ekya") or window < 0 or window <= state.closed
+                or window in self.ahead or self.client is None):
+            return
+        self.label_ahead()
+        budget = int(self.config.data.disk_budget_mb * 2**20 / max(1, len(self.config.cameras)))
+        profiles = {}
+        for name in self.config.camera_names:
+            cam = state.cameras[name]
+            data = Spool(self.layout, name, budget).read_window(window)[0].labelled()
+            if data.num_labelled < 20 or not cam.serving_checkpoint:
+                continue
+            train, test = data.split(self.config.data.holdout_fraction, seed=window)  # the close's split, in part
+            try:
+                profiles[name] = (cam.serving_version, self._profile(name, load_model(cam.serving_checkpoint),
+                                                                     train, test))
+            except Exception:  # the close profiles this camera again
+                log.exception("%s: profiling ahead failed", name)
+        with self.lock:
+            if state.window != window or state.closed >= window:
+                return  # the window closed meanwhile: its close profiles as usual
+            self.ahead = {window: {}}
+            record = state.record_for(window)
+            for name, (version, profile) in profiles.items():
+                if state.cameras[name].serving_version != version:
+                    continue  # a retrained model was published meanwhile
+                ahead = self.ahead[window][name] = AheadProfile(profile, {version})
+                if not self._trial_wins(profile):
+                    continue
+                entry = record.cameras.setdefault(name, {}) if record else {}
+                served = self._serve_trial(name, profile.trial_model, profile.trial_accuracy,
+                                           profile.start_accuracy, window, entry, "ahead_")
+                if served is not None:
+                    ahead.versions.add(served)
+            self._save()
 
     def _replan(self) -> None:
         context = self.window
@@ -551,21 +621,27 @@ class Controller:
             return
         state = self._state
         gains = {name: acc - (state.cameras[name].serving_accuracy or 0.0) for name, (_, acc) in context.trials.items()}
+        record = state.record_for(context.window)
         for name in sorted(gains, key=gains.get, reverse=True):
             model, accuracy = context.trials.pop(name)
-            old = state.cameras[name].serving_accuracy or 0.0
-            record = state.record_for(context.window)
             entry = record.cameras.setdefault(name, {}) if record else {}
-            from trainer.models import save_model
+            self._serve_trial(name, model, accuracy, state.cameras[name].serving_accuracy or 0.0,
+                              context.window - 1, entry)
 
-            with tempfile.TemporaryDirectory(dir=self.layout.root) as tmp:
-                checkpoint = save_model(model, Path(tmp) / "trial.pt", camera=name, trial=True)
-                version = self._serve(name, checkpoint, accuracy, context.window - 1, entry, prefix="trial_")
-            if version is not None:
-                entry["trial_accuracy"] = accuracy
-                entry["trial_decision"] = f"served the profiler's trial model v{version} ({accuracy:.3f} > {old:.3f})"
-                log.info("%s: serving the profiler's trial model v%d (%.3f > %.3f) while retraining runs",
-                         name, version, accuracy, old)
+    def _serve_trial(self, name: str, model, accuracy: float, old: float, data_window: int, entry: dict,
+                     prefix: str = "") -> int | None:
+        from trainer.models import save_model
+
+        with tempfile.TemporaryDirectory(dir=self.layout.root) as tmp:
+            checkpoint = save_model(model, Path(tmp) / "trial.pt", camera=name, trial=True)
+            version = self._serve(name, checkpoint, accuracy, data_window, entry, prefix=f"{prefix}trial_")
+        if version is not None:
+            entry[f"{prefix}trial_accuracy"] = accuracy
+            entry[f"{prefix}trial_serving_accuracy"] = old
+            entry[f"{prefix}trial_decision"] = (f"served the profiler's trial model v{version} "
+                                                f"({accuracy:.3f} > {old:.3f})")
+            log.info("%s: serving the profiler's trial model v%d (%.3f > %.3f)", name, version, accuracy, old)
+        return version
 
     def _serve(self, name: str, checkpoint: Path, accuracy: float, data_window: int, entry: dict,
                prefix: str = "") -> int | None:

@@ -1,5 +1,6 @@
-"""Running the controller: APScheduler drives the window tick, the trainer monitor and the labeller that
-golden-labels the open window's spooled frames as they arrive.
+"""Running the controller: APScheduler drives the window tick, the trainer monitor, the labeller that
+golden-labels the open window's spooled frames as they arrive and, if configured, the micro-profiler's
+run shortly before each window closes.
 
 The window tick is an interval job at the window boundaries of the deployment's clock (t0 + k*T). One
 window at a time: max_instances=1, and a tick that comes while the previous one still runs, or that
@@ -74,6 +75,12 @@ def run_controller(config: DeploymentConfig, *, scheduler: str | None = None, ma
         aps.add_job(controller.monitor, IntervalTrigger(seconds=1.0), id="monitor", coalesce=True, max_instances=1)
         aps.add_job(controller.label_ahead, IntervalTrigger(seconds=SPOOL_CHUNK_SECONDS), id="label-ahead",
                     coalesce=True, max_instances=1)
+        ahead = config.microprofiler.ahead_seconds
+        if 0 < ahead < state.window_seconds:
+            aps.add_job(controller.profile_ahead,
+                        IntervalTrigger(seconds=state.window_seconds,
+                                        start_date=datetime.fromtimestamp(next_boundary - ahead, UTC)),
+                        id="profile-ahead", coalesce=True, max_instances=1, misfire_grace_time=max(1, int(ahead / 2)))
         aps.start()
         now = time.time()
         if state.window < 0 or int((now - state.t0) // state.window_seconds) > state.window:

@@ -11,8 +11,8 @@ from controller.microprofiler import profile_camera, run_key
 from controller.planner.profiles import ThroughputCurve
 from trainer.configs import RetrainConfig
 from trainer.models import build_model
-from trainer.training import evaluate
 from trainer.streams.synthetic import CameraStreamSpec, generate_window
+from trainer.training import evaluate
 
 
 @pytest.fixture(scope="module", autouse=True)

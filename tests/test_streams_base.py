@@ -50,6 +50,10 @@ def test_split_by_track_and_subsample():
     train, held = w.split(0.3, seed=1)
     assert len(train) + len(held) == 30
     assert not set(train.track_ids) & set(held.track_ids)
+    assert len(held) and len(train)
+    # a part of the window splits the same way as the whole (by track id and seed, not by position)
+    part_train, part_held = w.take(np.arange(12)).split(0.3, seed=1)
+    assert set(part_held.track_ids) <= set(held.track_ids) and set(part_train.track_ids) <= set(train.track_ids)
     sub = w.subsample(0.5, seed=0)
     assert len(sub) == 15 and np.all(np.diff(sub.timestamps) > 0)
     assert len(concat([w, sub])) == 45

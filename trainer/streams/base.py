@@ -102,13 +102,19 @@ class WindowData:
 
     def split(self, held_out_fraction: float = 0.2, seed: int = 0) -> tuple[WindowData, WindowData]:
         """(train, held_out), split by track so no object appears on both sides (consecutive frames of
-        one object are near-duplicates; splitting by crop would leak the test set into training)."""
+        one object are near-duplicates; splitting by crop would leak the test set into training).
+
+        A track's side is a hash of its id and the seed, so the split of a window agrees with the split
+        of any part of it: a model trained on the first part of a window is never tested on its own
+        training objects once the whole window is in. Tiny sets keep both sides non-empty."""
         if not 0.0 < held_out_fraction < 1.0:
             raise ValueError(f"held_out_fraction must be in (0, 1), got {held_out_fraction}")
         tracks = np.unique(self.track_ids)
-        rng = np.random.default_rng(seed)
-        n_held = max(1, round(held_out_fraction * len(tracks))) if len(tracks) > 1 else 0
-        held_tracks = rng.choice(tracks, size=n_held, replace=False) if n_held else np.empty(0, np.int64)
+        draw = _track_uniform(tracks, seed)
+        held_tracks = tracks[draw < held_out_fraction]
+        if len(tracks) > 1 and len(held_tracks) in (0, len(tracks)):
+            n_held = min(len(tracks) - 1, max(1, round(held_out_fraction * len(tracks))))
+            held_tracks = tracks[np.argsort(draw)[:n_held]]
         held = np.isin(self.track_ids, held_tracks)
         return self.take(~held), self.take(held)
 
@@ -163,6 +169,17 @@ class WindowData:
     def empty(cls, image_size: int = 64, camera: str = "", window: int = 0) -> WindowData:
         return cls(np.zeros((0, image_size, image_size, 3), np.uint8), np.zeros(0, np.int64),
                    np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), camera, window)
+
+
+def _track_uniform(tracks: np.ndarray, seed: int) -> np.ndarray:
+    """A fixed pseudo-uniform draw in [0, 1) per track id and seed (splitmix64)."""
+    x = tracks.astype(np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return (x >> np.uint64(11)).astype(np.float64) / float(2**53)
 
 
 def concat(windows: list[WindowData], camera: str | None = None) -> WindowData:
