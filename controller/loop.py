@@ -446,6 +446,9 @@ class Controller:
                 return  # the window closed meanwhile: its close profiles as usual
             self.ahead = {window: {}}
             record = state.record_for(window)
+            if record is not None:
+                record.events.append(f"t+{time.time() - (state.t0 + window * state.window_seconds):.0f}s profiled "
+                                     f"{len(profiles)} camera(s) ahead of the close")
             for name, (version, profile) in profiles.items():
                 if state.cameras[name].serving_version != version:
                     continue  # a retrained model was published meanwhile

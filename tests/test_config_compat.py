@@ -14,6 +14,7 @@ CONFIGS = [
     ROOT / "examples" / "deployment.yaml",
     ROOT / "examples" / "gpu-deployment.yaml",
     ROOT / "docker" / "config" / "deployment.yaml",
+    ROOT / "bench" / "configs" / "tight-6cams.yaml",
 ]
 
 

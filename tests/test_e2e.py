@@ -116,6 +116,8 @@ def test_controller_end_to_end_with_restart(tmp_path: Path):
         assert entry["retrained_accuracy"] > max(entry["serving_accuracy"], entry.get("trial_accuracy", 0.0))
     # a micro-profiler trial model served at the plan (trial_) or before the window closed (ahead_trial_)
     # beat the model it replaced by the margin
+    # ...and the micro-profiler ran ahead of the close (its profile was reused by the next plan)
+    assert any("ahead of the close" in e for r in state.history for e in r.events), [r.events for r in state.history]
     entries = [c for r in state.history for c in r.cameras.values()]
     for prefix in ("trial_", "ahead_trial_"):
         for entry in (c for c in entries if c.get(f"{prefix}published_version")):
