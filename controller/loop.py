@@ -3,9 +3,12 @@
 tick() runs at every window boundary (an APScheduler interval job, see controller.service):
   1. end the previous window: stop its unfinished trainers (publishing a best checkpoint that wins);
   2. close the previous window's data: gather the cameras' spooled frames, label them with the golden
-     model through Triton, hold part out as the window's test set, measure the serving models on it;
-  3. micro-profile the candidate configs (within the profiling budget) and plan with the scheduler;
-  4. apply: Triton instance counts, camera frame strides, trainer processes with their shares.
+     model through Triton (label_ahead() has labelled all but the last chunk during the window), hold
+     part out as the window's test set, measure the serving models on it;
+  3. micro-profile the candidate configs (within the profiling budget; or reuse profile_ahead()'s profile,
+     taken shortly before the close) and plan with the scheduler;
+  4. apply: Triton instance counts, camera frame strides, trainer processes with their shares; serve the
+     profiler's best trial model where it beats the serving one while the full retraining runs.
 monitor() runs every second: a finished trainer's model is tested on the held-out data and published
 (hot swap) only if it beats the serving model; then the scheduler is re-run with the time left.
 All state that matters is persisted atomically (controller.state); a restarted controller kills the
@@ -233,7 +236,6 @@ class Controller:
         state = self._state
         record = state.record_for(window)
         self._wait_for_camera_results(window, timeout_s=min(5.0, 0.1 * state.window_seconds))
-        budget = int(self.config.data.disk_budget_mb * 2**20 / max(1, len(self.config.cameras)))
         for name in self.config.camera_names:
             cam = state.cameras[name]
             result = _read_json(self.layout.result_file(name, window))
@@ -243,7 +245,7 @@ class Controller:
                                               int(result.get("failed_requests", 0)))
                 if record is not None:
                     record.cameras.setdefault(name, {})["window_accuracy"] = result.get("accuracy")
-            spool = Spool(self.layout, name, budget)
+            spool = self._spool(name)
             data, truth = spool.read_window(window)
             spool.drop_windows_before(window)
             if len(data) < 10:
@@ -269,6 +271,10 @@ class Controller:
                     entry["golden_label_accuracy"] = float((labels == truth).mean())
             self._observe(name)
 
+    def _spool(self, name: str) -> Spool:
+        """The camera's spool, with its part of the data directory's disk budget."""
+        return Spool(self.layout, name, int(self.config.data.disk_budget_mb * 2**20 / max(1, len(self.config.cameras))))
+
     def label_ahead(self) -> None:
         """Golden-label the open window's spooled chunks as they arrive (every few seconds), so closing
         the window only labels its last chunk: the labels, and so the window's retraining, come sooner."""
@@ -276,9 +282,8 @@ class Controller:
         window = state.window
         if window < 0 or self.client is None or window <= state.closed:
             return
-        budget = int(self.config.data.disk_budget_mb * 2**20 / max(1, len(self.config.cameras)))
         for name in self.config.camera_names:
-            spool = Spool(self.layout, name, budget)
+            spool = self._spool(name)
             for chunk in spool.unlabelled_chunks(window):
                 try:
                     images = WindowData.load(chunk).images
@@ -428,11 +433,10 @@ class Controller:
                 or window in self.ahead or self.client is None):
             return
         self.label_ahead()
-        budget = int(self.config.data.disk_budget_mb * 2**20 / max(1, len(self.config.cameras)))
         profiles = {}
         for name in self.config.camera_names:
             cam = state.cameras[name]
-            data = Spool(self.layout, name, budget).read_window(window)[0].labelled()
+            data = self._spool(name).read_window(window)[0].labelled()
             if data.num_labelled < 20 or not cam.serving_checkpoint:
                 continue
             train, test = data.split(self.config.data.holdout_fraction, seed=window)  # the close's split, in part
