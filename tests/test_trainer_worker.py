@@ -140,6 +140,24 @@ def test_warm_worker_behaves_like_a_fresh_one(assets, tmp_path):
     assert bad.result().status == "failed"
 
 
+def test_warm_start_falls_back_to_a_fresh_process(assets, tmp_path, monkeypatch):
+    """Where no fork server can start (a fault we cannot cause here, hence the stand-in), the job still
+    runs, as `python -m trainer.worker`."""
+    from trainer import launcher
+
+    class NoForkServer:
+        def Process(self, **kwargs):  # noqa: N802 - the multiprocessing context's API
+            class Broken:
+                def start(self):
+                    raise OSError("fork server socket unavailable")
+            return Broken()
+
+    monkeypatch.setattr(launcher, "_warm_context", NoForkServer)
+    handle = start_worker(_job(assets, tmp_path / "out"), warm=True)
+    assert isinstance(handle.process, subprocess.Popen)
+    assert handle.wait(120) == EXIT_OK and handle.result().status == "ok"
+
+
 def test_bad_job_files(tmp_path):
     bad = tmp_path / "job.json"
     bad.write_text("{not json")

@@ -10,6 +10,7 @@ touching the controller, and its stdout/stderr go to OUTPUT/worker.log.
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import signal
@@ -22,6 +23,7 @@ from typing import Any
 
 from trainer.jobs import EXIT_FAILED, JOB_FILE, PROGRESS_FILE, RESULT_FILE, STOP_FILE, JobResult, TrainJob
 
+log = logging.getLogger(__name__)
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # What the fork server imports once, so a forked worker starts with them loaded (none initialises CUDA
 # or a thread pool, so forking after them is safe).
@@ -176,11 +178,14 @@ def start_worker(job: TrainJob, env: Mapping[str, str] | None = None, python: st
         process = _warm_context().Process(
             target=_forked_worker, args=(str(job_path), full_env, str(out / "worker.log"), str(_PROJECT_ROOT)),
             daemon=True, name=f"trainer.worker {job.job_id}")
-        process.start()
-        return WorkerHandle(job, _ForkedProcess(process))
-    with open(out / "worker.log", "ab") as log:  # the child keeps its own copy of the descriptor
+        try:
+            process.start()
+            return WorkerHandle(job, _ForkedProcess(process))
+        except (OSError, RuntimeError, EOFError) as exc:  # no fork server here: a fresh interpreter still works
+            log.warning("fork server unavailable (%s); starting %s as a fresh process", exc, job.job_id)
+    with open(out / "worker.log", "ab") as worker_log:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen([python or sys.executable, "-m", "trainer.worker", str(job_path)],
-                                stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=str(_PROJECT_ROOT),
+                                stdout=worker_log, stderr=subprocess.STDOUT, env=full_env, cwd=str(_PROJECT_ROOT),
                                 start_new_session=True)
     return WorkerHandle(job, proc)
 
