@@ -140,7 +140,7 @@ def test_warm_worker_behaves_like_a_fresh_one(assets, tmp_path):
     assert bad.result().status == "failed"
 
 
-def test_warm_start_falls_back_to_a_fresh_process(assets, tmp_path, monkeypatch):
+def test_warm_start_falls_back_to_a_fresh_process(assets, tmp_path, monkeypatch, caplog):
     """Where no fork server can start (a fault we cannot cause here, hence the stand-in), the job still
     runs, as `python -m trainer.worker`."""
     from trainer import launcher
@@ -153,6 +153,8 @@ def test_warm_start_falls_back_to_a_fresh_process(assets, tmp_path, monkeypatch)
             return Broken()
 
     monkeypatch.setattr(launcher, "_warm_context", NoForkServer)
+    warm_up()  # says so, does not raise: the controller calls it in a background thread
+    assert "fork server unavailable" in caplog.text
     handle = start_worker(_job(assets, tmp_path / "out"), warm=True)
     assert isinstance(handle.process, subprocess.Popen)
     assert handle.wait(120) == EXIT_OK and handle.result().status == "ok"

@@ -41,10 +41,14 @@ def _noop() -> None:
 
 
 def warm_up() -> None:
-    """Start the fork server (it imports torch once) before the first job needs it; blocks until ready."""
+    """Start the fork server (it imports torch once) before the first job needs it; blocks until ready.
+    Where it cannot start, say so once: jobs then start as fresh processes (start_worker)."""
     process = _warm_context().Process(target=_noop, daemon=True)
-    process.start()
-    process.join()
+    try:
+        process.start()
+        process.join()
+    except (OSError, RuntimeError, EOFError) as exc:
+        log.warning("fork server unavailable (%s): trainers will start as fresh processes", exc)
 
 
 class _ForkedProcess:
