@@ -12,7 +12,6 @@ planner counts start-up as fixed wall seconds per job, Problem.job_latency).
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import threading
@@ -20,18 +19,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from trainer.shares import max_trainer_threads, threads_for_share
+
 log = logging.getLogger(__name__)
 
-
-def max_trainer_threads(cores: int) -> int:
-    """Trainers never take every core: one stays for serving (Triton, camera clients, the controller).
-    OpenMP threads that get preempted stall each other at every barrier, which on an oversubscribed
-    edge box costs far more than the thread would add."""
-    return max(1, cores - 1)
-
-
-def threads_for_share(share: float, cores: int) -> int:
-    return max(1, min(max_trainer_threads(cores), math.ceil(share * cores - 1e-9)))
+__all__ = ["DutyCycler", "cpu_seconds", "cpu_throughput_points", "duty_for_share", "max_trainer_threads",
+           "threads_for_share"]
 
 
 def cpu_throughput_points(cores: int) -> dict[float, float]:

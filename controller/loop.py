@@ -262,7 +262,7 @@ class Controller:
             test.save(directory / "test.npz")
             serving_accuracy = accuracy_through_triton(self.client, name, test.images, test.labels)
             cam.serving_accuracy = serving_accuracy
-            cam.accuracy_history = [*cam.accuracy_history, (window, cam.serving_version, serving_accuracy)][-4:]
+            cam.record_accuracy(window, cam.serving_version, serving_accuracy)
             cam.error_growth = error_growth([Measurement(*m) for m in cam.accuracy_history], cam.error_growth)
             if record is not None:
                 entry = record.cameras.setdefault(name, {})
@@ -669,7 +669,7 @@ class Controller:
         cam.serving_accuracy = accuracy
         # the new model on held-out data of the window it learned from: with its accuracy on the next
         # window's data (measured when that window closes) it gives the drift forecast a fresh estimate
-        cam.accuracy_history = [*cam.accuracy_history, (data_window, version, accuracy)][-4:]
+        cam.record_accuracy(data_window, version, accuracy)
         entry[f"{prefix}published_version"] = version
         entry[f"{prefix}published_at_s"] = round(time.time() - (self.window.started if self.window else time.time()), 1)
         self._observe(name)

@@ -44,6 +44,10 @@ class CameraRecord(BaseModel):
     accuracy_history: list[tuple[int, int, float]] = Field(default_factory=list)
     error_growth: float = 1.0  # per-window growth of the serving model's error (planner/drift.py)
 
+    def record_accuracy(self, window: int, version: int, accuracy: float) -> None:
+        """Add a measurement to accuracy_history (the latest four are kept)."""
+        self.accuracy_history = [*self.accuracy_history, (window, version, accuracy)][-4:]
+
 
 class WindowRecord(BaseModel):
     window: int

@@ -172,14 +172,20 @@ def kill_orphans(records: dict[str, JobRecord]) -> list[str]:
     return killed
 
 
+def worker_log_of(pid: int) -> str | None:
+    """Where the process writes its stdout (a trainer: its job's worker.log); None if it cannot be read."""
+    try:
+        return os.readlink(f"/proc/{pid}/fd/1")
+    except OSError:
+        return None
+
+
 def _is_our_worker(pid: int, job_dir: str) -> bool:
     """The pid is a worker of that job: its stdout is the job's worker.log (a worker forked from the fork
     server has the server's command line), or its command line names trainer.worker and the job."""
-    try:
-        if os.readlink(f"/proc/{pid}/fd/1").startswith(str(Path(job_dir) / "worker.log")):
-            return True
-    except OSError:
-        pass
+    log_path = worker_log_of(pid)
+    if log_path is not None and log_path.startswith(str(Path(job_dir) / "worker.log")):
+        return True
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:

@@ -8,7 +8,6 @@ the previous one stopped (reattaching to the same Triton, same serving versions)
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import urllib.request
@@ -49,15 +48,11 @@ CONFIG = {
 def _workers_alive(marker: str) -> list[str]:
     """Trainer workers of this test still running: their stdout is a worker.log under `marker` (a worker
     forked from the fork server has the server's command line, so the command line cannot tell)."""
-    alive = []
-    for proc in Path("/proc").iterdir():
-        try:
-            target = os.readlink(proc / "fd" / "1")
-        except OSError:
-            continue
-        if marker in target and target.endswith("worker.log"):
-            alive.append(f"{proc.name}: {target}")
-    return alive
+    from controller.trainers import worker_log_of
+
+    pids = (int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit())
+    return [f"{pid}: {target}" for pid in pids
+            if (target := worker_log_of(pid)) is not None and marker in target and target.endswith("worker.log")]
 
 
 @pytest.mark.slow

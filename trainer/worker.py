@@ -36,6 +36,7 @@ from trainer.jobs import (
     JobResult,
     TrainJob,
 )
+from trainer.shares import threads_for_share
 
 
 class WorkerFailure(Exception):
@@ -63,13 +64,13 @@ class _Stop:
 
 def cpu_threads(share: float) -> int:
     """Threads for a CPU share: the controller's choice (EKYA_TRAINER_THREADS, which it pairs with duty
-    cycling to hit the share exactly), else ceil(share x cores), leaving one core for serving (the
-    controller's rule, controller.cpu_shares.threads_for_share)."""
+    cycling to hit the share exactly), else the controller's own rule (trainer.shares.threads_for_share:
+    ceil(share x cores), leaving one core for serving)."""
     chosen = os.environ.get("EKYA_TRAINER_THREADS", "").strip()
     if chosen.isdigit() and int(chosen) > 0:
         return int(chosen)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores - 1, math.ceil(share * cores - 1e-9)))
+    return threads_for_share(share, cores)
 
 
 def apply_share_env(job: TrainJob) -> None:
