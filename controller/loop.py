@@ -416,6 +416,9 @@ class Controller:
                               profile_share=profile_share, throughput=self.throughput,
                               device="cuda:0" if self.gpu else "cpu")
 
+    def _training_cameras(self) -> set[str]:
+        return {r.camera for r in self.pool.running()} if self.pool is not None else set()
+
     def _trial_wins(self, result) -> bool:
         return (self.config.microprofiler.serve_trials and result.trial_model is not None
                 and result.trial_accuracy is not None and result.trial_accuracy > result.start_accuracy + TRIAL_MARGIN)
@@ -423,7 +426,9 @@ class Controller:
     def profile_ahead(self) -> None:
         """Shortly before the window ends (microprofiler.ahead_seconds; thief/ekya): label what is spooled,
         micro-profile every camera on the window's data so far, and serve the best trial model where it
-        beats the serving one. The rest of this window and the start of the next are served by a model
+        beats the serving one. A camera whose job is still running is left to the close: that job's model
+        is judged on the last window's held-out data against the serving model's accuracy there, which a
+        trial measured on this window's data would replace. The rest of this window and the start of the next are served by a model
         trained on this window's frames, and the next window's plan needs no profiling of its own."""
         from trainer.models import load_model
 
@@ -436,6 +441,8 @@ class Controller:
         profiles = {}
         for name in self.config.camera_names:
             cam = state.cameras[name]
+            if name in self._training_cameras():
+                continue  # its job (on the last window's data) is still to be judged against the serving model
             data = self._spool(name).read_window(window)[0].labelled()
             if data.num_labelled < 20 or not cam.serving_checkpoint:
                 continue
@@ -453,9 +460,10 @@ class Controller:
             if record is not None:
                 record.events.append(f"t+{time.time() - (state.t0 + window * state.window_seconds):.0f}s profiled "
                                      f"{len(profiles)} camera(s) ahead of the close")
+            training = self._training_cameras()
             for name, (version, profile) in profiles.items():
-                if state.cameras[name].serving_version != version:
-                    continue  # a retrained model was published meanwhile
+                if state.cameras[name].serving_version != version or name in training:
+                    continue  # a retrained model was published meanwhile, or a job started
                 ahead = self.ahead[window][name] = AheadProfile(profile, {version})
                 if not self._trial_wins(profile):
                     continue
