@@ -50,6 +50,7 @@ def main() -> int:
     parser.add_argument("--swaps", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--input-size", type=int, default=64)
+    parser.add_argument("--gpu", action="store_true", help="KIND_GPU instances on GPU 0 (else KIND_CPU)")
     parser.add_argument("--variants", type=int, default=3, help="distinct model weights to rotate through")
     args = parser.parse_args()
 
@@ -63,7 +64,8 @@ def main() -> int:
         variants.append((path, probe, expected))
 
     repository = ModelRepository(work / "repo", keep_versions=3)
-    spec = ModelSpec(name="cam0", input_dims=(3, args.input_size, args.input_size))
+    spec = ModelSpec(name="cam0", input_dims=(3, args.input_size, args.input_size),
+                     **({"instance_kind": "KIND_GPU", "gpus": (0,)} if args.gpu else {}))
     server = TritonServer(repository.root, work / "server", admin_key=ADMIN_KEY)
     info = server.start()
     admin = TritonClient(info.grpc_url, admin_key=ADMIN_KEY, timeout_s=60)
@@ -129,7 +131,7 @@ def main() -> int:
         "load_s_median": round(float(np.median(load_seconds)), 3) if load_seconds else None,
         "threads": args.threads,
         "seconds": args.seconds,
-        "input_size": args.input_size,
+        "input_size": args.input_size, "instances": "KIND_GPU" if args.gpu else "KIND_CPU",
         "machine": describe(),
     }
     if errors:

@@ -8,6 +8,10 @@ on CPU with torch.set_num_threads(max(1, round(share * cores))). The measured st
 trainer.training.Trainer.run_epoch (SGD, all layers; bf16 autocast + channels-last on CUDA).
 Prints a table naming the machine and writes one profile per model and size to bench/profiles/:
 {"machine", "device", "model", "input_size", "batch", "shares": {"1.0": img_s, ...}}.
+
+`--reference` adds, per model and size, eager torch's figure for the same model and batch: a bare loop
+(forward, loss, backward, SGD step) on random tensors already on the device, bf16 autocast and
+channels-last on CUDA, no data handling at all, and the trainer's share-1.0 figure as a fraction of it.
 """
 
 from __future__ import annotations
@@ -75,8 +79,52 @@ def child(model: str, size: int, share: float, batch: int, device: str, seconds:
     print(json.dumps({"img_per_s": done / (time.perf_counter() - t0), "threads": torch.get_num_threads()}))
 
 
-def measure(model: str, size: int, share: float, batch: int, device: str, seconds: float) -> float:
-    cmd = [sys.executable, __file__, "--child", model, str(size), str(share), str(batch), device, str(seconds)]
+def eager_reference(model: str, size: int, batch: int, device: str, seconds: float) -> None:
+    """Runs in a fresh process: eager torch's training img/s for the model, with nothing but the step."""
+    import torch
+    import torch.nn.functional as F
+
+    from trainer.models import build_model
+
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    if not cuda:  # the threads the trainer gets at share 1.0, so that the two figures compare
+        from trainer.worker import cpu_threads
+
+        torch.set_num_threads(cpu_threads(1.0))
+    torch.backends.cudnn.benchmark = True
+    net = build_model(model, 64, size).to(dev)
+    if cuda:
+        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    net.train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
+    x = torch.rand(batch, 3, size, size, device=dev)
+    if cuda:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 6, (batch,), device=dev)
+
+    def steps(n: int) -> None:
+        for _ in range(n):
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda):
+                loss = F.cross_entropy(net(x).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if cuda:
+            torch.cuda.synchronize(dev)
+
+    steps(10)  # warm-up (cudnn autotune, allocator)
+    done, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or done == 0:
+        steps(5)
+        done += 5 * batch
+    print(json.dumps({"img_per_s": done / (time.perf_counter() - t0), "threads": torch.get_num_threads()}))
+
+
+def measure(model: str, size: int, share: float, batch: int, device: str, seconds: float,
+            eager: bool = False) -> float:
+    cmd = [sys.executable, __file__, "--eager" if eager else "--child", model, str(size), str(share), str(batch),
+           device, str(seconds)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600,
                           check=False)
     if proc.returncode != 0:
@@ -85,9 +133,12 @@ def measure(model: str, size: int, share: float, batch: int, device: str, second
 
 
 def main() -> int:
-    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+    if len(sys.argv) > 1 and sys.argv[1] in ("--child", "--eager"):
         m, size, share, batch, device, secs = sys.argv[2:8]
-        child(m, int(size), float(share), int(batch), device, float(secs))
+        if sys.argv[1] == "--eager":
+            eager_reference(m, int(size), int(batch), device, float(secs))
+        else:
+            child(m, int(size), float(share), int(batch), device, float(secs))
         return 0
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="resnet18,mobilenet_v3_small,shufflenet_v2_x0_5")
@@ -98,6 +149,8 @@ def main() -> int:
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "profiles"))
     ap.add_argument("--json", action="store_true", help="print the profiles as one JSON line at the end")
+    ap.add_argument("--reference", action="store_true",
+                    help="also measure eager torch on the same model and batch (share 1.0) and print the ratio")
     args = ap.parse_args()
 
     import torch
@@ -110,16 +163,26 @@ def main() -> int:
     machine = machine_name(device)
     how = "MPS active-thread %" if cuda else f"torch threads of {_cores()} cores"
     print(f"training throughput (img/s) on {machine} [{device}], batch {batch}, shares as {how}")
-    print(f"{'model':<20} {'size':>5} " + " ".join(f"{s:>9g}" for s in shares))
+    print(f"{'model':<20} {'size':>5} " + " ".join(f"{s:>9g}" for s in shares)
+          + (f" {'eager':>9} {'1.0/eager':>9}" if args.reference else ""))
     slug = re.sub(r"[^a-z0-9]+", "-", ("gpu-" + machine if cuda else f"cpu-{_cores()}c").lower()).strip("-")
     profiles = []
     for model in args.models.split(","):
         for size in sizes:
             row = {f"{s:g}" if s != 1.0 else "1.0": measure(model, size, s, batch, device, args.seconds)
                    for s in shares}
-            print(f"{model:<20} {size:>5} " + " ".join(f"{v:>9.1f}" for v in row.values()), flush=True)
+            line = f"{model:<20} {size:>5} " + " ".join(f"{v:>9.1f}" for v in row.values())
             prof = {"machine": machine, "device": "cuda" if cuda else "cpu", "model": model,
                     "input_size": size, "batch": batch, "shares": {k: round(v, 1) for k, v in row.items()}}
+            if args.reference:
+                eager = measure(model, size, 1.0, batch, device, args.seconds, eager=True)
+                prof["eager_img_per_s"] = round(eager, 1)
+                if "1.0" in row:
+                    prof["share_1_vs_eager"] = round(row["1.0"] / eager, 3)
+                    line += f" {eager:>9.1f} {row['1.0'] / eager:>9.2f}"
+                else:
+                    line += f" {eager:>9.1f} {'--':>9}"
+            print(line, flush=True)
             from trainer.atomic import atomic_write_json
 
             atomic_write_json(Path(args.out) / f"{slug}-{model}-{size}-b{batch}.json", prof)

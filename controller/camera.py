@@ -16,6 +16,7 @@ import threading
 import time
 import zlib
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -145,24 +146,37 @@ class CameraClient:
         directive = self.wait_for_directive(stop)
         window = max(0, directive.window_at(time.time()))
         done: list[WindowStats] = []
-        while not stop.is_set():
-            done.append(self.run_window(window, stop))
-            directive = self.watcher.poll() or directive
-            if directive.stop_after_window is not None and window >= directive.stop_after_window:
-                break
-            if max_windows is not None and len(done) >= max_windows:
-                break
-            window = max(window + 1, directive.window_at(time.time()))
+        # The next window's frames are made while this one streams: a synthetic window at 224 px takes
+        # tens of seconds to render, which would otherwise be spent at the window's start, frames dropped.
+        with ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-frames") as ahead:
+            upcoming: dict[int, Future[WindowData]] = {}
+            while not stop.is_set():
+                seconds = directive.window_seconds
+                data = upcoming.pop(window).result() if window in upcoming else None
+                upcoming = {window + 1: ahead.submit(self.source.window, window + 1, seconds)}
+                done.append(self.run_window(window, stop, data))
+                directive = self.watcher.poll() or directive
+                if directive.stop_after_window is not None and window >= directive.stop_after_window:
+                    break
+                if max_windows is not None and len(done) >= max_windows:
+                    break
+                window = max(window + 1, directive.window_at(time.time()))
+                if directive.window_seconds != seconds:
+                    upcoming.clear()
+            for future in upcoming.values():
+                future.cancel()
         if self._client is not None:
             self._client.close()
         return done
 
-    def run_window(self, window: int, stop: threading.Event) -> WindowStats:
+    def run_window(self, window: int, stop: threading.Event, data: WindowData | None = None) -> WindowStats:
+        """Stream one window; `data` is its frames when already made (else they are made now)."""
         directive = self.watcher.poll()
         assert directive is not None
         fps = self.source.fps
         per_window = self.source.frames_per_window(directive.window_seconds)
-        data = self.source.window(window, directive.window_seconds)
+        if data is None:
+            data = self.source.window(window, directive.window_seconds)
         first_frame = window * per_window
         crops_of = _group_by_frame(data.frame_index - first_frame, per_window)
         predictions = np.full(len(data), -1, dtype=np.int64)

@@ -1,39 +1,69 @@
 #!/usr/bin/env bash
-# GPU verification in one device-tool call (see BENCHMARKS.md, "GPU"):
+# GPU verification through the device tool (see BENCHMARKS.md, "GPU"), after `bash scripts/device_wheels.sh`
+# here:
 #   run(command="bash scripts/gpu_verify.sh", carry=[".whl"], timeout_s=600)
-# after `bash scripts/device_wheels.sh` here. On the H100 it measures:
-#   1. training img/s per MPS share (resnet18 at 224) -> the planner's throughput curve;
-#   2. inference throughput and hot swaps through the embedded Triton at 224x224 under load;
-#   3. the end-to-end loop: 4 cameras at 224x224, thief, MPS shares, 3 windows of 60 s.
-# onnxruntime on that machine has no CUDA provider, so Triton's ekya_onnx instances run on its CPU cores
-# there; production uses NVIDIA's Triton container with the native GPU onnxruntime backend (docker/).
-set -euo pipefail
+# Steps (all by default; name some to run only those, e.g. `bash scripts/gpu_verify.sh e2e`):
+#   env         the GPU, driver, torch; the GPU tests (tests/test_gpu.py, real NVML and MPS binary)
+#   throughput  training img/s per MPS share (resnet18 at 224, batch 64) -> the planner's throughput
+#               curve, and share 1.0 against eager torch's bare loop (bf16 autocast, channels-last)
+#   hotswap     inference throughput and hot swaps through the embedded Triton at 224x224 under load
+#   e2e         the end-to-end loop: 4 cameras at 224x224, MPS shares (E2E_SCHEDULERS, default thief)
+# Each step runs even if an earlier one failed; the exit status is the number of failed steps.
+# Output: $OUT/<step>.txt for each step, $OUT/logs.tgz (controller, camera and trainer logs, profiles).
+set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
 OUT="${OUT:-/tmp/ekya-gpu-verify}"
 mkdir -p "$OUT"
+STEPS="${*:-env throughput hotswap e2e}"
 if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "wheel install failed"; exit 1; }
   export PYTHONPATH="/tmp/site:$PWD"
 else
   export PYTHONPATH="$PWD"
 fi
-MPS_DIR="$PWD/.ekya/gpu-verify/data/mps"
-stop_mps() { CUDA_MPS_PIPE_DIRECTORY="$MPS_DIR/pipe" timeout 10 bash -c 'echo quit | nvidia-cuda-mps-control' 2>/dev/null || true; }
-trap stop_mps EXIT   # a command killed by the time limit must not leave the daemon running
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+MPS_DIR="$PWD/.ekya/gpu-verify-mps"
+stop_mps() { CUDA_MPS_PIPE_DIRECTORY="$MPS_DIR/pipe" timeout 10 bash -c 'echo quit | nvidia-cuda-mps-control' >/dev/null 2>&1 || true; }
+collect() {
+  tar -czf "$OUT/logs.tgz" --ignore-failed-read bench/profiles/gpu-* /tmp/peak .ekya/gpu-verify-run/*/*.log \
+    .ekya/gpu-verify-run/*/data/state.json .ekya/gpu-verify-run/*/data/triton/tritonserver.log \
+    .ekya/gpu-verify-run/*/data/jobs/*/worker.log "$MPS_DIR/log" 2>/dev/null || true
+}
+trap 'stop_mps; collect' EXIT   # a command killed by the time limit must not leave the daemon running
+failed=0
+step() {  # step NAME TIMEOUT COMMAND...: run, tee to $OUT/NAME.txt, count a failure
+  local name=$1 limit=$2; shift 2
+  echo "== $name ($(date -u +%T))"
+  timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.txt"
+  local rc=${PIPESTATUS[0]}
+  [ "$rc" = 0 ] || { echo "== $name FAILED (exit $rc)"; failed=$((failed + 1)); }
+}
 
-echo "== 1. training throughput per MPS share"
-mkdir -p "$MPS_DIR/pipe" "$MPS_DIR/log"
-CUDA_MPS_PIPE_DIRECTORY="$MPS_DIR/pipe" CUDA_MPS_LOG_DIRECTORY="$MPS_DIR/log" nvidia-cuda-mps-control -d || true
-CUDA_MPS_PIPE_DIRECTORY="$MPS_DIR/pipe" timeout 150 python3 bench/train_throughput.py --device cuda \
-  --models resnet18 --sizes 64,224 --batch 64 --seconds 5 --out "$OUT" | tee "$OUT/throughput.txt"
-stop_mps
-
-echo "== 2. inference through Triton at 224x224 with hot swaps under load"
-timeout 100 python3 bench/hotswap.py --threads 8 --swaps 10 --seconds 40 --input-size 224 | tee "$OUT/hotswap.txt"
-
-echo "== 3. end to end: 4 cameras at 224, thief, MPS"
-timeout 330 python3 bench/e2e.py --config examples/gpu-verify.yaml --windows 3 --schedulers thief \
-  --out "$PWD/.ekya/gpu-verify-run" | tee "$OUT/e2e.txt"
-cp .ekya/gpu-verify-run/comparison.json "$OUT/" 2>/dev/null || true
+for s in $STEPS; do
+  case "$s" in
+    env)
+      step env 120 bash -c 'nvidia-smi --query-gpu=name,memory.total,driver_version,compute_mode --format=csv;
+        python3 -c "import torch, onnxruntime as ort; print(\"torch\", torch.__version__, torch.cuda.get_device_name(0));
+print(\"onnxruntime\", ort.__version__, ort.get_available_providers())";
+        which nvidia-cuda-mps-control; python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py' ;;
+    throughput)
+      mkdir -p "$MPS_DIR/pipe" "$MPS_DIR/log"
+      CUDA_MPS_PIPE_DIRECTORY="$MPS_DIR/pipe" CUDA_MPS_LOG_DIRECTORY="$MPS_DIR/log" nvidia-cuda-mps-control -d || true
+      export CUDA_MPS_PIPE_DIRECTORY="$MPS_DIR/pipe"
+      step throughput 240 bash -c 'python3 bench/train_throughput.py --device cuda --models resnet18 --sizes 224 \
+          --batch 64 --seconds 4 --reference && python3 bench/train_throughput.py --device cuda --models resnet18 \
+          --sizes 224 --batch 256 --shares 1.0 --seconds 4 --reference --out /tmp/peak'
+      unset CUDA_MPS_PIPE_DIRECTORY
+      stop_mps ;;
+    hotswap)
+      step hotswap 120 python3 bench/hotswap.py --threads 8 --swaps 10 --seconds 40 --input-size 224 --gpu ;;
+    e2e)
+      step e2e 420 python3 bench/e2e.py --config examples/gpu-verify.yaml --windows "${E2E_WINDOWS:-3}" \
+        --schedulers "${E2E_SCHEDULERS:-thief}" --out "$PWD/.ekya/gpu-verify-run"
+      cp .ekya/gpu-verify-run/comparison.json "$OUT/" 2>/dev/null || true ;;
+    *) echo "unknown step $s (env, throughput, hotswap, e2e)"; failed=$((failed + 1)) ;;
+  esac
+done
+echo "== done: $failed step(s) failed"
+exit "$failed"

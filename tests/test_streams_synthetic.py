@@ -31,6 +31,33 @@ def test_deterministic_and_salted():
     assert not np.array_equal(other.images[:5].mean(axis=(1, 2)), a.images[:5].mean(axis=(1, 2)))
 
 
+def test_max_crops_renders_a_deterministic_sample_of_the_same_objects():
+    spec = CameraStreamSpec(name="a", seed=3, **SMALL)
+    full = generate_window(spec, 2)
+    part = generate_window(spec, 2, max_crops=len(full) // 4)
+    assert len(part) == len(full) // 4
+    assert np.all(np.diff(part.frame_index) >= 0)  # frame order kept
+    objects = {(t, f): y for t, f, y in zip(full.track_ids, full.frame_index, full.labels)}
+    assert all(objects[(t, f)] == y for t, f, y in zip(part.track_ids, part.frame_index, part.labels))
+    again = generate_window(spec, 2, max_crops=len(full) // 4)
+    assert np.array_equal(part.images, again.images) and np.array_equal(part.track_ids, again.track_ids)
+    assert len(generate_window(spec, 2, max_crops=10 * len(full))) == len(full)
+
+
+def test_generate_many_in_worker_processes_equals_in_process(monkeypatch):
+    from trainer.streams import synthetic
+
+    specs = [CameraStreamSpec(name=n, seed=i, **SMALL) for i, n in enumerate("ab")]
+    tasks = [(spec, w, 0, 30) for spec in specs for w in (0, 1)]
+    here = synthetic.generate_many(tasks)  # small: generated in-process
+    monkeypatch.setattr(synthetic, "_PARALLEL_PIXELS", 0)
+    monkeypatch.setattr(synthetic.os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)
+    spread = synthetic.generate_many(tasks)
+    assert [(d.camera, d.window, len(d)) for d in spread] == [(s.name, w, 30) for s, w, _, _ in tasks]
+    assert all(np.array_equal(a.images, b.images) and np.array_equal(a.track_ids, b.track_ids)
+               for a, b in zip(here, spread))
+
+
 def test_speed_thousands_of_crops_per_second():
     spec = CameraStreamSpec(name="a", seed=0, crop_size=64, window_seconds=400)
     generate_window(spec, 0)  # warm the per-camera cache

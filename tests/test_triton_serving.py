@@ -258,3 +258,21 @@ def test_reattach_to_a_running_server(tmp_path, triton_runtime, models):
         assert TritonServer.attach(tmp_path / "server.json", ADMIN_KEY) is None
     finally:
         server.stop()
+
+
+def test_torch_runtime_serves_the_same_graph_as_onnxruntime(tmp_path, triton_runtime):
+    """runtime torch (what GPU instances use where onnxruntime has no CUDA provider): the exported edge
+    model converted by onnx2torch, its tensors through DLPack, answers as onnxruntime does."""
+    from trainer.export import export_onnx
+    from trainer.models import build_model
+
+    path = tmp_path / "edge.onnx"
+    export_onnx(build_model("resnet18", 64, 32), path, 32)
+    probe = np.random.default_rng(0).random((5, 3, 32, 32), dtype=np.float32)
+    direct = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["logits"], {"input": probe})[0]
+    spec = ModelSpec(name="cam-t", input_dims=(3, 32, 32), runtime="torch")
+    with running_server(tmp_path / "repo", tmp_path / "work", triton_runtime) as (_, client, serving):
+        serving.deploy(spec, path, probe, direct)
+        assert client.model_config("cam-t")["parameters"]["runtime"]["string_value"] == "torch"
+        for rows in (1, 5):
+            np.testing.assert_allclose(client.infer("cam-t", probe[:rows]), direct[:rows], rtol=1e-4, atol=1e-4)

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from trainer.atomic import atomic_write_json
 from trainer.streams.synthetic import CameraStreamSpec
 
-CACHE_VERSION = 1  # bump when training code changes what a cached model would be
+CACHE_VERSION = 2  # bump when training code changes what a cached model would be
 DEFAULT_CACHE_DIR = Path(".ekya/models")
 
 
@@ -128,14 +128,15 @@ def bootstrap(cameras: list[CameraStreamSpec], settings: BootstrapSettings | Non
 def _train_edges(cameras: list[CameraStreamSpec], s: BootstrapSettings, directory: Path, device: str,
                  prog: _Progress) -> tuple[dict[str, Path], dict[str, float]]:
     from trainer.streams.base import concat
-    from trainer.streams.synthetic import generate_window
+    from trainer.streams.synthetic import generate_many
 
     windows = list(range(-s.history_windows, 0))
     groups = [(c.name, [c]) for c in cameras] if s.per_camera else [("shared", cameras)]
     paths: dict[str, Path] = {}
     acc: dict[str, float] = {}
     for tag, cams in groups:
-        data = concat([generate_window(c, w) for c in cams for w in windows], camera=tag)
+        per_window = -(-s.edge_crops // (len(cams) * len(windows)))  # render only the crops trained on
+        data = concat(generate_many([(c, w, 0, per_window) for c in cams for w in windows]), camera=tag)
         data = data.subsample(min(1.0, s.edge_crops / len(data)), seed=s.seed)
         train, val = data.split(0.15, seed=s.seed)
         path, acc[f"edge:{tag}"] = _fit(f"edge {tag}", s.edge_family, s.edge_hidden, s.edge_input_size,

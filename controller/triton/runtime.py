@@ -36,6 +36,8 @@ class TritonRuntime:
             p for p in (str(self.library_path), env.get("LD_LIBRARY_PATH", "")) if p
         )
         env["PATH"] = os.pathsep.join(p for p in (str(Path(sys.executable).parent), env.get("PATH", "")) if p)
+        # ...and this interpreter's import path, appended by our backend (PYTHONPATH is ignored there)
+        env["EKYA_STUB_SYS_PATH"] = os.pathsep.join(p for p in sys.path if p and Path(p).is_dir())
         return env
 
 

@@ -49,6 +49,9 @@ class ModelSpec(BaseModel):
     versions_served: int = Field(1, ge=1)  # newest N versions loaded; 1 = clean swap to the newest
     backend: Backend = "ekya_onnx"
     intra_op_threads: int = Field(1, ge=1)
+    # ekya_onnx: "onnxruntime", "torch" (the ONNX graph run by torch, on the instance's GPU if any) or
+    # "auto" (torch for GPU instances where onnxruntime has no CUDA provider, else onnxruntime)
+    runtime: Literal["auto", "onnxruntime", "torch"] = "auto"
 
     @field_validator("name")
     @classmethod
@@ -93,7 +96,8 @@ def render_config(spec: ModelSpec) -> str:
     if spec.backend == "ekya_onnx":
         lines += [
             "parameters [",
-            f'  {{ key: "intra_op_threads", value: {{ string_value: "{spec.intra_op_threads}" }} }}',
+            f'  {{ key: "intra_op_threads", value: {{ string_value: "{spec.intra_op_threads}" }} }},',
+            f'  {{ key: "runtime", value: {{ string_value: "{spec.runtime}" }} }}',
             "]",
         ]
     return "\n".join(lines) + "\n"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from typing import Any
 
 import numpy as np
@@ -178,17 +179,23 @@ def _tracks(spec: CameraStreamSpec, window: int, salt: int) -> dict[str, np.ndar
     }
 
 
-def generate_window(spec: CameraStreamSpec, window: int, salt: int = 0) -> WindowData:
+def generate_window(spec: CameraStreamSpec, window: int, salt: int = 0, max_crops: int | None = None
+                    ) -> WindowData:
     """All object crops of one camera in one window, with true labels and track ids.
 
     `salt` gives an independent draw of tracks under the same conditions (e.g. the golden model's
-    training data, so it never trains on the exact crops it will later label).
+    training data, so it never trains on the exact crops it will later label). `max_crops` renders only
+    a uniform sample of that many crops (frame order kept): rendering is the cost, and training sets
+    (bootstrap, golden) need a sample, not every crop of a long window at 224 px.
     """
     tr = _tracks(spec, window, salt)
     per = np.repeat(np.arange(len(tr["dur"])), tr["dur"])
     offset = np.arange(len(per)) - np.repeat(np.cumsum(tr["dur"]) - tr["dur"], tr["dur"])
     frame = tr["start"][per] + offset
     order = np.argsort(frame, kind="stable")
+    if max_crops is not None and max_crops < len(order):
+        pick = _rng("sample", spec.seed, window, salt).choice(len(order), size=max(1, max_crops), replace=False)
+        order = order[np.sort(pick)]
     per, offset, frame = per[order], offset[order], frame[order]
     t = frame / spec.fps
     r = _rng("frames", spec.seed, window, salt)
@@ -201,6 +208,28 @@ def generate_window(spec: CameraStreamSpec, window: int, salt: int = 0) -> Windo
 
 def generate_windows(spec: CameraStreamSpec, windows: list[int] | range, salt: int = 0) -> list[WindowData]:
     return [generate_window(spec, w, salt) for w in windows]
+
+
+WindowTask = tuple[CameraStreamSpec, int, int, "int | None"]  # spec, window, salt, max_crops
+_PARALLEL_PIXELS = 50_000_000  # below this (about 1,000 crops at 224 px) worker start-up costs more than it saves
+
+
+def generate_many(tasks: list[WindowTask]) -> list[WindowData]:
+    """generate_window for each (spec, window, salt, max_crops), in that order; spread over the machine's
+    cores when the crops are many and large (bootstrapping at 224 px), in-process otherwise.
+    The result is the same either way: every window is generated from its own seeds."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    pixels = sum((m if m is not None else t.objects_per_frame * t.frames_per_window) * t.crop_size ** 2
+                 for t, _, _, m in tasks)
+    workers = min(len(tasks), cores - 1)
+    if workers < 2 or pixels < _PARALLEL_PIXELS:
+        return [generate_window(spec, w, salt, m) for spec, w, salt, m in tasks]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: the caller may hold CUDA or thread pools that a forked child must not inherit
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(generate_window, *zip(*tasks)))
 
 
 # ---- rendering ----------------------------------------------------------------------------------
@@ -305,14 +334,12 @@ def all_conditions_data(cameras: list[CameraStreamSpec], crops: int, salt: int =
 
     if not cameras:
         raise ValueError("need at least one camera")
-    parts: list[WindowData] = []
+    tasks: list[WindowTask] = []
     per_cam = max(1, crops // len(cameras))
     for spec in cameras:
         period = _PERIOD_WINDOWS / spec.drift_speed if spec.drift_speed > 0 else 1.0
         n_win = 10
         wins = sorted({round(i * period / n_win) for i in range(n_win)})
         per_win = max(1, per_cam // len(wins))
-        for w in wins:
-            data = generate_window(spec, w, salt=salt)
-            parts.append(data.subsample(min(1.0, per_win / max(1, len(data))), seed=w))
-    return concat(parts, camera="all")
+        tasks.extend((spec, w, salt, per_win) for w in wins)
+    return concat(generate_many(tasks), camera="all")

@@ -1,28 +1,135 @@
-"""ekya_onnx: a Python-based Triton backend that serves `<version>/model.onnx` with onnxruntime.
+"""ekya_onnx: a Python-based Triton backend that serves `<version>/model.onnx`.
 
 Why not the native onnxruntime backend: the tritonserver we embed (from nvidia-pytriton) ships only the
 python backend. A Python-based backend keeps each camera's model directory identical to what NVIDIA's
 Triton container serves natively (config.pbtxt + N/model.onnx), so one repository serves both; the
 writer only flips `backend:` between "ekya_onnx" and "onnxruntime".
 
-Requests queued together by the dynamic batcher are concatenated and run in one onnxruntime call.
+Two runtimes, chosen by the model's `runtime` parameter ("auto" by default):
+- onnxruntime: CPU instances, and GPU instances where onnxruntime has its CUDA provider;
+- torch: the same ONNX graph converted to a torch module (onnx2torch) and run on the instance's GPU, for
+  KIND_GPU instances on a machine whose onnxruntime has no CUDA provider (pip's onnxruntime wheel). Its
+  tensors cross the stub through DLPack only.
+Requests queued together by the dynamic batcher are concatenated and run in one call.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 
 import numpy as np
-import onnxruntime as ort
 import triton_python_backend_utils as pb_utils  # provided by the python backend stub
 
+# The stub's interpreter ignores PYTHONPATH: the server's launcher passes the controller's import path.
+for _entry in os.environ.get("EKYA_STUB_SYS_PATH", "").split(os.pathsep):
+    if _entry and _entry not in sys.path:
+        sys.path.append(_entry)
 
-def _providers(kind: str, device_id: int) -> list:
-    available = ort.get_available_providers()
-    if kind == "KIND_GPU" and "CUDAExecutionProvider" in available:
+
+def _is_gpu(kind: str) -> bool:
+    """The stub names an instance's kind "GPU" (config.pbtxt says KIND_GPU): accept both."""
+    return kind.upper().removeprefix("KIND_") == "GPU"
+
+
+def _ort_providers(kind: str, device_id: int) -> list:
+    import onnxruntime as ort
+
+    if _is_gpu(kind) and "CUDAExecutionProvider" in ort.get_available_providers():
         return [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
+
+
+def choose_runtime(requested: str, kind: str) -> str:
+    if requested in ("onnxruntime", "torch"):
+        return requested
+    if requested not in ("", "auto"):
+        raise pb_utils.TritonModelException(f"runtime must be auto, onnxruntime or torch, got {requested!r}")
+    if not _is_gpu(kind):
+        return "onnxruntime"
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        return "onnxruntime"
+    try:
+        import torch
+    except ImportError:
+        return "onnxruntime"
+    return "torch" if torch.cuda.is_available() else "onnxruntime"
+
+
+class _OnnxRuntime:
+    def __init__(self, path: str, kind: str, device_id: int, threads: int) -> None:
+        import onnxruntime as ort
+
+        if int(np.__version__.split(".")[0]) >= 2:
+            # nvidia-pytriton's stubs exchange arrays through the numpy 1 ABI: under numpy 2 every tensor
+            # arrives with item size 0 (inputs with zero strides, outputs empty), silently.
+            raise pb_utils.TritonModelException(
+                f"the onnxruntime runtime needs numpy < 2 in the python backend stub, found {np.__version__}; "
+                "use a numpy 1 environment or GPU instances (runtime torch)")
+        options = ort.SessionOptions()
+        # Each Triton instance is its own stub process: keep onnxruntime from grabbing every core,
+        # so instance counts (not hidden thread pools) decide how much CPU a camera gets.
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(path, sess_options=options, providers=_ort_providers(kind, device_id))
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, requests: list, input_names: list[str], output_names: list[str], dtypes: list) -> list:
+        per_request = [[pb_utils.get_input_tensor_by_name(r, n).as_numpy() for n in input_names] for r in requests]
+        feed = {n: np.concatenate([a[i] for a in per_request], axis=0) for i, n in enumerate(input_names)}
+        outputs = self.session.run(output_names, feed)
+        sizes = [a[0].shape[0] for a in per_request]
+        return [[pb_utils.Tensor(name, out[start:start + size].astype(dtype, copy=False))
+                 for name, out, dtype in zip(output_names, outputs, dtypes)]
+                for start, size in zip(np.cumsum([0] + sizes[:-1]), sizes)]
+
+
+def _resolve_identities(model):  # type: ignore[no-untyped-def]
+    """Point consumers of Identity(initializer) at the initializer itself: torch's exporter shares equal
+    weights that way, and onnx2torch looks weights up among the initializers by name."""
+    inits = {i.name for i in model.graph.initializer}
+    alias = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Identity" and n.input[0] in inits}
+    keep = [n for n in model.graph.node if not (n.op_type == "Identity" and n.output[0] in alias)]
+    for node in keep:
+        for i, name in enumerate(node.input):
+            if name in alias:
+                node.input[i] = alias[name]
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    return model
+
+
+class _TorchRuntime:
+    def __init__(self, path: str, device_id: int) -> None:
+        import onnx
+        import torch
+        from onnx2torch import convert
+
+        self.torch = torch
+        self.device = torch.device(f"cuda:{device_id}" if torch.cuda.is_available() else "cpu")
+        self.module = convert(_resolve_identities(onnx.load(path))).eval().to(self.device)
+
+    def run(self, requests: list, input_names: list[str], output_names: list[str], dtypes: list) -> list:
+        torch = self.torch
+        from torch.utils.dlpack import from_dlpack, to_dlpack
+
+        per_request = [[from_dlpack(pb_utils.get_input_tensor_by_name(r, n).to_dlpack()) for n in input_names]
+                       for r in requests]
+        feed = [torch.cat([t[i] for t in per_request]).to(self.device, non_blocking=True)
+                for i in range(len(input_names))]
+        with torch.inference_mode():
+            out = self.module(*feed)
+        outputs = [o.float().cpu() for o in (out if isinstance(out, (list, tuple)) else [out])]
+        sizes = [t[0].shape[0] for t in per_request]
+        responses, start = [], 0
+        for size in sizes:
+            responses.append([pb_utils.Tensor.from_dlpack(name, to_dlpack(o[start:start + size].contiguous()))
+                              for name, o in zip(output_names, outputs)])
+            start += size
+        return responses
 
 
 class TritonPythonModel:
@@ -32,42 +139,24 @@ class TritonPythonModel:
         if not os.path.isfile(path):
             raise pb_utils.TritonModelException(f"missing model file {path}")
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
-        options = ort.SessionOptions()
-        # Each Triton instance is its own stub process: keep onnxruntime from grabbing every core,
-        # so instance counts (not hidden thread pools) decide how much CPU a camera gets.
-        options.intra_op_num_threads = int(params.get("intra_op_threads", "1") or 1)
-        options.inter_op_num_threads = 1
         kind = args.get("model_instance_kind", "KIND_CPU")
         device_id = int(args.get("model_instance_device_id", "0") or 0)
-        self.session = ort.InferenceSession(path, sess_options=options, providers=_providers(kind, device_id))
+        self.runtime = choose_runtime(params.get("runtime", "auto"), kind)
+        if self.runtime == "torch":
+            self.engine: _OnnxRuntime | _TorchRuntime = _TorchRuntime(path, device_id)
+        else:
+            self.engine = _OnnxRuntime(path, kind, device_id, int(params.get("intra_op_threads", "1") or 1))
         self.input_names = [i["name"] for i in config["input"]]
         self.output_names = [o["name"] for o in config["output"]]
         self.output_dtypes = [pb_utils.triton_string_to_numpy(o["data_type"]) for o in config["output"]]
 
     def execute(self, requests: list) -> list:
-        inputs_per_request = [
-            [pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.input_names] for r in requests
-        ]
-        sizes = [arrays[0].shape[0] for arrays in inputs_per_request]
-        feed = {
-            name: np.concatenate([arrays[i] for arrays in inputs_per_request], axis=0)
-            for i, name in enumerate(self.input_names)
-        }
         try:
-            outputs = self.session.run(self.output_names, feed)
+            outputs = self.engine.run(requests, self.input_names, self.output_names, self.output_dtypes)
         except Exception as exc:  # a bad input fails its requests, not the server
-            error = pb_utils.TritonError(f"onnxruntime failed: {exc}")
+            error = pb_utils.TritonError(f"{self.runtime} failed: {exc}")
             return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
-        responses = []
-        start = 0
-        for size in sizes:
-            tensors = [
-                pb_utils.Tensor(name, out[start : start + size].astype(dtype, copy=False))
-                for name, out, dtype in zip(self.output_names, outputs, self.output_dtypes)
-            ]
-            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
-            start += size
-        return responses
+        return [pb_utils.InferenceResponse(output_tensors=tensors) for tensors in outputs]
 
     def finalize(self) -> None:
-        self.session = None
+        self.engine = None  # type: ignore[assignment]
