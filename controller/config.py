@@ -222,6 +222,9 @@ class GpuResources(_Model):
     memory_gb: float | None = Field(None, gt=0.0, le=4096.0)  # per GPU; default: what pynvml reports
     mps: bool = True  # run trainers as MPS clients with CUDA_MPS_ACTIVE_THREAD_PERCENTAGE
     mps_dir: ConfigPath | None = None  # private MPS pipe/log dirs; default <data.dir>/mps
+    # training img/s per MPS share as bench/train_throughput.py writes it; default: linear in the share.
+    # Read when the controller starts (it may name a path inside the controller's container).
+    throughput_profile: ConfigPath | None = None
 
     @model_validator(mode="after")
     def _devices_match_count(self) -> GpuResources:

@@ -45,7 +45,7 @@ from controller.planner import (
 )
 from controller.planner.drift import Measurement, error_growth, forecast
 from controller.planner.microprofile import ConfigPruner, Outcome, PredictionLedger
-from controller.planner.profiles import ThroughputCurve
+from controller.profiles_io import deployment_throughput
 from controller.spool import Spool
 from controller.state import CameraRecord, ControllerState, WindowRecord
 from controller.trainers import PUBLISH_SECONDS, WORKER_STARTUP_SECONDS, Finished, TrainerPool, kill_orphans
@@ -120,11 +120,7 @@ class Controller:
         self.ledger = PredictionLedger()
         self.configs = {c.name: c for c in config.retraining_configs}
         self.inference_profile = InferenceProfile(full_share=config.inference.full_share)
-        self.throughput = ThroughputCurve.linear()
-        if not self.gpu:
-            from controller.cpu_shares import cpu_throughput_points
-
-            self.throughput = ThroughputCurve.from_points(cpu_throughput_points(self.cores))
+        self.throughput = deployment_throughput(config.resources, self.cores)
 
     # ================================================================ lifecycle
     def start(self) -> None:

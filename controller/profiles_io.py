@@ -143,3 +143,20 @@ def load_throughput_profile(path: str | Path) -> ThroughputCurve:
         raise ProfileError(f"{path}: cannot open: {e.strerror}") from None
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ProfileError(f"{path}: not a throughput profile ({{\"shares\": {{share: img/s}}}}): {e}") from None
+
+
+def deployment_throughput(resources, cores: int) -> ThroughputCurve:
+    """The training throughput curve a deployment plans with: on a GPU the measured profile named by
+    `resources.throughput_profile` (linear in the share without one), on the CPU the thread-count curve."""
+    if getattr(resources, "mode", "cpu") == "gpu":
+        path = getattr(resources, "throughput_profile", None)
+        if path is None:
+            return ThroughputCurve.linear()
+        try:
+            return load_throughput_profile(path)
+        except ProfileError as e:
+            raise ProfileError(f"resources.throughput_profile: {e} (write one with bench/train_throughput.py)"
+                               ) from None
+    from controller.cpu_shares import cpu_throughput_points
+
+    return ThroughputCurve.from_points(cpu_throughput_points(cores))

@@ -68,6 +68,23 @@ def test_gpu_example_loads_for_an_h100_with_mps_and_the_default_grid() -> None:
     assert [c.name for c in cfg.retraining_configs] == [c.name for c in default_retraining_grid()]
     assert cfg.golden_model.family == "resnext50_32x4d"
     assert cfg.mps_dir == cfg.data.dir / "mps"
+    # the planner's share curve is the one measured on the H100 (half the SMs train batch 64 at ~97%)
+    from controller.profiles_io import deployment_throughput
+
+    curve = deployment_throughput(cfg.resources, cores=16)
+    assert cfg.resources.throughput_profile.is_file()
+    assert 0.9 < curve(0.5) < 1.0 and curve(1.0) == 1.0 and curve(0.1) > 0.2
+
+
+
+def test_a_missing_throughput_profile_is_reported_with_its_key_when_the_controller_starts(tmp_path: Path) -> None:
+    from controller.profiles_io import ProfileError, deployment_throughput
+
+    cfg = load_config(write(tmp_path, MINIMAL + "resources: {mode: gpu, throughput_profile: nope.json}\n"))
+    with pytest.raises(ProfileError, match=r"resources.throughput_profile: .*nope.json.*train_throughput"):
+        deployment_throughput(cfg.resources, cores=2)
+    cpu = load_config(write(tmp_path, MINIMAL))
+    assert deployment_throughput(cpu.resources, cores=2)(0.5) > 0.5  # threads: half the cores do more than half
 
 
 def test_docker_config_uses_an_external_triton_with_the_key_from_a_file() -> None:
