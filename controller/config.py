@@ -290,6 +290,9 @@ class MicroprofilerConfig(_Model):
     serve_trials: bool = True  # serve the best trial model at once where it beats the serving one (thief/ekya)
     # profile this many seconds before a window closes, on its data so far (thief/ekya; 0: at the close)
     ahead_seconds: float = Field(0.0, ge=0.0, le=3600.0)
+    # also profile this often during a window, every camera whose job is done (0: only at ahead_seconds),
+    # so that the window's later frames are served by a model trained on its earlier ones
+    ahead_every_seconds: float = Field(0.0, ge=0.0, le=3600.0)
 
 
 # --------------------------------------------------------------------------------------------- triton

@@ -89,6 +89,7 @@ class AheadProfile:
 
     profile: object  # controller.microprofiler.CameraProfile
     versions: set[int]
+    crops: int = 0  # labelled crops of the window it was taken on (a later run with no new data is skipped)
 
 
 class Controller:
@@ -117,6 +118,7 @@ class Controller:
         self.window: WindowContext | None = None
         self.pruners: dict[str, ConfigPruner] = {}
         self.ahead: dict[int, dict[str, AheadProfile]] = {}  # window -> camera -> profile taken before it closed
+        self._profiling_ahead = threading.Lock()
         self.ledger = PredictionLedger()
         self.configs = {c.name: c for c in config.retraining_configs}
         self.inference_profile = InferenceProfile(full_share=config.inference.full_share)
@@ -415,52 +417,75 @@ class Controller:
     def _training_cameras(self) -> set[str]:
         return {r.camera for r in self.pool.running()} if self.pool is not None else set()
 
+    def _job_pending(self, name: str, window: int) -> bool:
+        """The window's plan still means to start a retraining job for this camera."""
+        context = self.window
+        if context is None or context.window != window or context.plan is None:
+            return False
+        return (name not in context.finished and name not in context.started_jobs
+                and any(a.camera == name and a.training_share > 0 and a.config for a in context.plan.allocations))
+
     def _trial_wins(self, result) -> bool:
         return (self.config.microprofiler.serve_trials and result.trial_model is not None
                 and result.trial_accuracy is not None and result.trial_accuracy > result.start_accuracy + TRIAL_MARGIN)
 
     def profile_ahead(self) -> None:
-        """Shortly before the window ends (microprofiler.ahead_seconds; thief/ekya): label what is spooled,
+        """profile_ahead_once, unless a run is already under way (the before-the-close and the during-the-
+        window schedules may meet)."""
+        if not self._profiling_ahead.acquire(blocking=False):
+            return
+        try:
+            self.profile_ahead_once()
+        finally:
+            self._profiling_ahead.release()
+
+    def profile_ahead_once(self) -> None:
+        """Shortly before the window ends (microprofiler.ahead_seconds; thief/ekya), and every
+        microprofiler.ahead_every_seconds during it when set: label what is spooled,
         micro-profile every camera on the window's data so far, and serve the best trial model where it
         beats the serving one. A camera whose job is still running is left to the close: that job's model
         is judged on the last window's held-out data against the serving model's accuracy there, which a
-        trial measured on this window's data would replace. The rest of this window and the start of the next are served by a model
-        trained on this window's frames, and the next window's plan needs no profiling of its own."""
+        trial measured on this window's data would replace. The rest of this window and the start of the
+        next are served by a model trained on this window's frames, and the next window's plan needs no
+        profiling of its own. A camera with no new labelled crops since its last profile is skipped."""
         from trainer.models import load_model
 
         state = self._state
         window = state.window
-        if (self.scheduler not in ("thief", "ekya") or window < 0 or window <= state.closed
-                or window in self.ahead or self.client is None):
+        if self.scheduler not in ("thief", "ekya") or window < 0 or window <= state.closed or self.client is None:
             return
         self.label_ahead()
-        profiles = {}
+        profiles, profile_crops = {}, {}
+        earlier = self.ahead.get(window, {})
         for name in self.config.camera_names:
             cam = state.cameras[name]
-            if name in self._training_cameras():
+            if name in self._training_cameras() or self._job_pending(name, window):
                 continue  # its job (on the last window's data) is still to be judged against the serving model
             data = self._spool(name).read_window(window)[0].labelled()
             if data.num_labelled < 20 or not cam.serving_checkpoint:
                 continue
+            if name in earlier and earlier[name].crops >= data.num_labelled:
+                continue  # nothing new since this camera's last profile in this window
             train, test = data.split(self.config.data.holdout_fraction, seed=window)  # the close's split, in part
             try:
                 profiles[name] = (cam.serving_version, self._profile(name, load_model(cam.serving_checkpoint),
                                                                      train, test))
+                profile_crops[name] = data.num_labelled
             except Exception:  # the close profiles this camera again
                 log.exception("%s: profiling ahead failed", name)
         with self.lock:
             if state.window != window or state.closed >= window:
                 return  # the window closed meanwhile: its close profiles as usual
-            self.ahead = {window: {}}
+            self.ahead = {window: self.ahead.get(window, {})}  # a profile per camera: its latest
             record = state.record_for(window)
-            if record is not None:
+            if record is not None and profiles:
                 record.events.append(f"t+{time.time() - (state.t0 + window * state.window_seconds):.0f}s profiled "
                                      f"{len(profiles)} camera(s) ahead of the close")
             training = self._training_cameras()
             for name, (version, profile) in profiles.items():
                 if state.cameras[name].serving_version != version or name in training:
                     continue  # a retrained model was published meanwhile, or a job started
-                ahead = self.ahead[window][name] = AheadProfile(profile, {version})
+                ahead = self.ahead[window][name] = AheadProfile(profile, {version}, profile_crops[name])
                 if not self._trial_wins(profile):
                     continue
                 entry = record.cameras.setdefault(name, {}) if record else {}
@@ -468,6 +493,9 @@ class Controller:
                                            profile.start_accuracy, window, entry, "ahead_")
                 if served is not None:
                     ahead.versions.add(served)
+                    if self.window is not None and self.window.window == window:
+                        # a model trained on this window's frames is serving: no job on the last one's
+                        self.window.finished.add(name)
             self._save()
 
     def _replan(self) -> None:

@@ -81,6 +81,10 @@ def run_controller(config: DeploymentConfig, *, scheduler: str | None = None, ma
                         IntervalTrigger(seconds=state.window_seconds,
                                         start_date=datetime.fromtimestamp(next_boundary - ahead, UTC)),
                         id="profile-ahead", coalesce=True, max_instances=1, misfire_grace_time=max(1, int(ahead / 2)))
+        every = config.microprofiler.ahead_every_seconds
+        if 0 < every < state.window_seconds:
+            aps.add_job(controller.profile_ahead, IntervalTrigger(seconds=every), id="profile-during",
+                        coalesce=True, max_instances=1)
         aps.start()
         now = time.time()
         if state.window < 0 or int((now - state.t0) // state.window_seconds) > state.window:

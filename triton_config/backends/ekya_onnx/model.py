@@ -103,13 +103,15 @@ def _resolve_identities(model):  # type: ignore[no-untyped-def]
 
 
 class _TorchRuntime:
-    def __init__(self, path: str, device_id: int) -> None:
+    def __init__(self, path: str, device_id: int, gpu: bool) -> None:
         import onnx
         import torch
         from onnx2torch import convert
 
         self.torch = torch
-        self.device = torch.device(f"cuda:{device_id}" if torch.cuda.is_available() else "cpu")
+        if gpu and not torch.cuda.is_available():
+            raise pb_utils.TritonModelException("a GPU instance, but torch sees no CUDA device")
+        self.device = torch.device(f"cuda:{device_id}" if gpu else "cpu")
         self.module = convert(_resolve_identities(onnx.load(path))).eval().to(self.device)
 
     def run(self, requests: list, input_names: list[str], output_names: list[str], dtypes: list) -> list:
@@ -143,7 +145,7 @@ class TritonPythonModel:
         device_id = int(args.get("model_instance_device_id", "0") or 0)
         self.runtime = choose_runtime(params.get("runtime", "auto"), kind)
         if self.runtime == "torch":
-            self.engine: _OnnxRuntime | _TorchRuntime = _TorchRuntime(path, device_id)
+            self.engine: _OnnxRuntime | _TorchRuntime = _TorchRuntime(path, device_id, _is_gpu(kind))
         else:
             self.engine = _OnnxRuntime(path, kind, device_id, int(params.get("intra_op_threads", "1") or 1))
         self.input_names = [i["name"] for i in config["input"]]
