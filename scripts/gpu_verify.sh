@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # GPU verification through the device tool (see BENCHMARKS.md, "GPU"), after `bash scripts/device_wheels.sh`
-# here:
-#   run(command="bash scripts/gpu_verify.sh", carry=[".whl"], timeout_s=600)
+# here, in two calls of under 10 minutes each (on the H100: throughput ~1.5 min per edge model, hotswap
+# 1.5 min, e2e 7 min with the bootstrap):
+#   run(command="bash scripts/gpu_verify.sh env throughput", carry=[".whl"], timeout_s=600)
+#   run(command="bash scripts/gpu_verify.sh hotswap e2e", carry=[".whl"], timeout_s=600)
 # Steps (all by default; name some to run only those, e.g. `bash scripts/gpu_verify.sh e2e`):
 #   env         the GPU, driver, torch; the GPU tests (tests/test_gpu.py, real NVML and MPS binary)
-#   throughput  training img/s per MPS share (resnet18 at 224, batch 64) -> the planner's throughput
-#               curve, and share 1.0 against eager torch's bare loop (bf16 autocast, channels-last)
+#   throughput  training img/s per MPS share (each edge model at 224, batch 64; THROUGHPUT_MODELS) -> the
+#               planner's throughput curves, and share 1.0 against eager torch's bare loop (bf16 autocast,
+#               channels-last), also for resnet18 at batch 256
 #   hotswap     inference throughput and hot swaps through the embedded Triton at 224x224 under load
 #   e2e         the end-to-end loop: 4 cameras at 224x224, MPS shares (E2E_SCHEDULERS, default thief)
 # Each step runs even if an earlier one failed; the exit status is the number of failed steps.
@@ -51,8 +54,9 @@ print(\"onnxruntime\", ort.__version__, ort.get_available_providers())";
       mkdir -p "$MPS_DIR/pipe" "$MPS_DIR/log"
       CUDA_MPS_PIPE_DIRECTORY="$MPS_DIR/pipe" CUDA_MPS_LOG_DIRECTORY="$MPS_DIR/log" nvidia-cuda-mps-control -d || true
       export CUDA_MPS_PIPE_DIRECTORY="$MPS_DIR/pipe"
-      step throughput 240 bash -c 'python3 bench/train_throughput.py --device cuda --models resnet18 --sizes 224 \
-          --batch 64 --seconds 4 --reference && python3 bench/train_throughput.py --device cuda --models resnet18 \
+      export THROUGHPUT_MODELS="${THROUGHPUT_MODELS:-resnet18,mobilenet_v3_small,shufflenet_v2_x0_5}"
+      step throughput 420 bash -c 'python3 bench/train_throughput.py --device cuda --models "$THROUGHPUT_MODELS" \
+          --sizes 224 --batch 64 --seconds 4 --reference && python3 bench/train_throughput.py --device cuda --models resnet18 \
           --sizes 224 --batch 256 --shares 1.0 --seconds 4 --reference --out /tmp/peak'
       unset CUDA_MPS_PIPE_DIRECTORY
       stop_mps ;;
