@@ -16,7 +16,7 @@ import threading
 import time
 import zlib
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -73,6 +73,29 @@ class WindowStats:
             "stride_frames": {str(k): v for k, v in sorted(self.stride_frames.items())},
             "model_versions": {str(k): v for k, v in sorted(self.versions.items())},
         }
+
+
+class _Prefetch:
+    """fn(*args) on a daemon thread: a camera that stops does not wait for frames it will never stream."""
+
+    def __init__(self, name: str, fn: Callable[..., WindowData], *args: object) -> None:
+        self._value: WindowData | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn, args), name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[..., WindowData], args: tuple) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as exc:  # handed to whoever asks for the result
+            self._error = exc
+
+    def result(self) -> WindowData:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
 
 
 class CameraClient:
@@ -148,23 +171,20 @@ class CameraClient:
         done: list[WindowStats] = []
         # The next window's frames are made while this one streams: a synthetic window at 224 px takes
         # tens of seconds to render, which would otherwise be spent at the window's start, frames dropped.
-        with ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-frames") as ahead:
-            upcoming: dict[int, Future[WindowData]] = {}
-            while not stop.is_set():
-                seconds = directive.window_seconds
-                data = upcoming.pop(window).result() if window in upcoming else None
-                upcoming = {window + 1: ahead.submit(self.source.window, window + 1, seconds)}
-                done.append(self.run_window(window, stop, data))
-                directive = self.watcher.poll() or directive
-                if directive.stop_after_window is not None and window >= directive.stop_after_window:
-                    break
-                if max_windows is not None and len(done) >= max_windows:
-                    break
-                window = max(window + 1, directive.window_at(time.time()))
-                if directive.window_seconds != seconds:
-                    upcoming.clear()
-            for future in upcoming.values():
-                future.cancel()
+        upcoming: dict[int, _Prefetch] = {}
+        while not stop.is_set():
+            seconds = directive.window_seconds
+            data = upcoming.pop(window).result() if window in upcoming else None
+            upcoming = {window + 1: _Prefetch(f"{self.name}-frames", self.source.window, window + 1, seconds)}
+            done.append(self.run_window(window, stop, data))
+            directive = self.watcher.poll() or directive
+            if directive.stop_after_window is not None and window >= directive.stop_after_window:
+                break
+            if max_windows is not None and len(done) >= max_windows:
+                break
+            window = max(window + 1, directive.window_at(time.time()))
+            if directive.window_seconds != seconds:
+                upcoming.clear()
         if self._client is not None:
             self._client.close()
         return done

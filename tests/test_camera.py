@@ -1,0 +1,69 @@
+"""The camera client on its own: frames made ahead of their window, and a stop that does not wait for them.
+
+No Triton here: the client's requests go to a closed port and fail (counted, retried with backoff), which
+is what these tests need; serving is covered by tests/test_e2e.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from controller.camera import CameraClient
+from controller.directives import CameraDirective, write_directive
+from controller.layout import DataLayout
+from controller.triton.server import free_port
+from trainer.streams.base import WindowData
+from trainer.streams.synthetic import CameraStreamSpec, generate_window
+
+SPEC = CameraStreamSpec(name="cam", seed=1, crop_size=16, fps=4, window_seconds=2, objects_per_frame=2)
+
+
+class SlowSource:
+    """The synthetic stream, with every window after the first taking `slow_s` to make."""
+
+    def __init__(self, slow_s: float) -> None:
+        self.slow_s = slow_s
+        self.made: list[tuple[int, float]] = []  # (window, when it was asked for)
+
+    @property
+    def fps(self) -> float:
+        return SPEC.fps
+
+    def frames_per_window(self, window_seconds: float) -> int:
+        return SPEC.frames_per_window
+
+    def window(self, window: int, window_seconds: float) -> WindowData:
+        self.made.append((window, time.time()))
+        if window > 0:
+            time.sleep(self.slow_s)
+        return generate_window(SPEC, window)
+
+
+def _client(tmp_path: Path, source: SlowSource) -> tuple[CameraClient, CameraDirective]:
+    layout = DataLayout(tmp_path)
+    directive = CameraDirective(t0=time.time(), window_seconds=SPEC.window_seconds)
+    layout.directive_file("cam").parent.mkdir(parents=True, exist_ok=True)
+    write_directive(layout.directive_file("cam"), directive)
+    client = CameraClient("cam", source, layout, f"127.0.0.1:{free_port()}", request_timeout_s=0.2)
+    return client, directive
+
+
+def test_next_window_is_made_while_this_one_streams(tmp_path: Path) -> None:
+    source = SlowSource(slow_s=1.0)  # shorter than a window: ready when its window starts
+    client, directive = _client(tmp_path, source)
+    stats = client.run(threading.Event(), max_windows=2)
+    assert [s.window for s in stats] == [0, 1]
+    asked = dict(source.made)
+    assert asked[1] < directive.t0 + SPEC.window_seconds  # asked for during window 0, not at its end
+    assert stats[1].late_frames == 0  # so window 1 dropped no frame for being late
+
+
+def test_a_stop_does_not_wait_for_frames_being_made(tmp_path: Path) -> None:
+    source = SlowSource(slow_s=60.0)
+    client, _ = _client(tmp_path, source)
+    started = time.monotonic()
+    stats = client.run(threading.Event(), max_windows=1)
+    assert len(stats) == 1 and 1 in dict(source.made)  # window 1 was being made when the client stopped
+    assert time.monotonic() - started < SPEC.window_seconds + 10
