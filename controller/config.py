@@ -414,6 +414,8 @@ class InferenceConfig(_Model):
     max_queue_delay_us: int = Field(0, ge=0, le=10_000_000)  # Triton dynamic batching delay
     request_timeout_s: float = Field(5.0, gt=0.0, le=600.0)
     full_share: Fraction = 0.25  # the share at which inference keeps up with every frame
+    # the controller's labelling and measuring requests in flight at once (golden model, held-out data)
+    label_requests_in_flight: int = Field(1, ge=1, le=16)
 
 
 class DeploymentConfig(_Model):

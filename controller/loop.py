@@ -119,6 +119,7 @@ class Controller:
         self.pruners: dict[str, ConfigPruner] = {}
         self.ahead: dict[int, dict[str, AheadProfile]] = {}  # window -> camera -> profile taken before it closed
         self._profiling_ahead = threading.Lock()
+        self._in_flight = config.inference.label_requests_in_flight
         self.ledger = PredictionLedger()
         self.configs = {c.name: c for c in config.retraining_configs}
         self.inference_profile = InferenceProfile(full_share=config.inference.full_share)
@@ -252,13 +253,14 @@ class Controller:
             labels = data.labels.copy()  # golden labels of the chunks labelled during the window
             missing = labels < 0
             if missing.any():
-                labels[missing] = golden_labels(self.client, data.images[missing])
+                labels[missing] = golden_labels(self.client, data.images[missing], in_flight=self._in_flight)
             labelled = data.with_labels(labels)
             train, test = labelled.split(self.config.data.holdout_fraction, seed=window)
             directory = self.layout.window_dir(window, name)
             train.save(directory / "train.npz")
             test.save(directory / "test.npz")
-            serving_accuracy = accuracy_through_triton(self.client, name, test.images, test.labels)
+            serving_accuracy = accuracy_through_triton(self.client, name, test.images, test.labels,
+                                                       in_flight=self._in_flight)
             cam.serving_accuracy = serving_accuracy
             cam.record_accuracy(window, cam.serving_version, serving_accuracy)
             cam.error_growth = error_growth([Measurement(*m) for m in cam.accuracy_history], cam.error_growth)
@@ -287,7 +289,7 @@ class Controller:
                     images = WindowData.load(chunk).images
                 except (FileNotFoundError, ValueError):  # dropped by the disk budget meanwhile
                     continue
-                spool.write_labels(chunk, golden_labels(self.client, images))
+                spool.write_labels(chunk, golden_labels(self.client, images, in_flight=self._in_flight))
 
     def _wait_for_camera_results(self, window: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

@@ -276,3 +276,18 @@ def test_torch_runtime_serves_the_same_graph_as_onnxruntime(tmp_path, triton_run
         assert client.model_config("cam-t")["parameters"]["runtime"]["string_value"] == "torch"
         for rows in (1, 5):
             np.testing.assert_allclose(client.infer("cam-t", probe[:rows]), direct[:rows], rtol=1e-4, atol=1e-4)
+
+
+def test_labelling_with_requests_in_flight_answers_as_one_at_a_time(tmp_path, triton_runtime, models):
+    from controller.labelling import predict_through_triton
+
+    colours = np.random.default_rng(1).integers(0, 256, (70, 1, 1, 3), dtype=np.uint8)
+    images = np.ascontiguousarray(np.broadcast_to(colours, (70, 16, 16, 3)))  # flat crops: classes differ
+    with running_server(tmp_path / "repo", tmp_path / "work", triton_runtime) as (_, client, serving):
+        serving.deploy(SPEC, models[1][0], *models[1][1:])
+        one = predict_through_triton(client, "cam-a", images, batch_size=8)
+        many = predict_through_triton(client, "cam-a", images, batch_size=8, in_flight=4)
+        np.testing.assert_array_equal(one, many)
+        assert len(set(one.tolist())) > 1  # a real answer, not one class for everything
+        with pytest.raises(TritonClientError):
+            predict_through_triton(client, "no-such-model", images, batch_size=8, in_flight=4)
