@@ -89,7 +89,7 @@ class AheadProfile:
 
     profile: object  # controller.microprofiler.CameraProfile
     versions: set[int]
-    crops: int = 0  # labelled crops of the window it was taken on (a later run with no new data is skipped)
+    chunks: int = 0  # spooled chunks of the window it was taken on (a later run with no new data is skipped)
 
 
 class Controller:
@@ -449,7 +449,7 @@ class Controller:
         is judged on the last window's held-out data against the serving model's accuracy there, which a
         trial measured on this window's data would replace. The rest of this window and the start of the
         next are served by a model trained on this window's frames, and the next window's plan needs no
-        profiling of its own. A camera with no new labelled crops since its last profile is skipped."""
+        profiling of its own. A camera with no new spooled chunk since its last profile is skipped."""
         from trainer.models import load_model
 
         state = self._state
@@ -457,22 +457,25 @@ class Controller:
         if self.scheduler not in ("thief", "ekya") or window < 0 or window <= state.closed or self.client is None:
             return
         self.label_ahead()
-        profiles, profile_crops = {}, {}
+        profiles, profile_chunks = {}, {}
         earlier = self.ahead.get(window, {})
+        training = self._training_cameras()
         for name in self.config.camera_names:
             cam = state.cameras[name]
-            if name in self._training_cameras() or self._job_pending(name, window):
+            if name in training or self._job_pending(name, window):
                 continue  # its job (on the last window's data) is still to be judged against the serving model
-            data = self._spool(name).read_window(window)[0].labelled()
+            spool = self._spool(name)
+            chunks = len(spool.chunks(window))
+            if name in earlier and earlier[name].chunks >= chunks:
+                continue  # nothing new since this camera's last profile in this window (not read again)
+            data = spool.read_window(window)[0].labelled()
             if data.num_labelled < 20 or not cam.serving_checkpoint:
                 continue
-            if name in earlier and earlier[name].crops >= data.num_labelled:
-                continue  # nothing new since this camera's last profile in this window
             train, test = data.split(self.config.data.holdout_fraction, seed=window)  # the close's split, in part
             try:
                 profiles[name] = (cam.serving_version, self._profile(name, load_model(cam.serving_checkpoint),
                                                                      train, test))
-                profile_crops[name] = data.num_labelled
+                profile_chunks[name] = chunks
             except Exception:  # the close profiles this camera again
                 log.exception("%s: profiling ahead failed", name)
         with self.lock:
@@ -487,7 +490,7 @@ class Controller:
             for name, (version, profile) in profiles.items():
                 if state.cameras[name].serving_version != version or name in training:
                     continue  # a retrained model was published meanwhile, or a job started
-                ahead = self.ahead[window][name] = AheadProfile(profile, {version}, profile_crops[name])
+                ahead = self.ahead[window][name] = AheadProfile(profile, {version}, profile_chunks[name])
                 if not self._trial_wins(profile):
                     continue
                 entry = record.cameras.setdefault(name, {}) if record else {}
