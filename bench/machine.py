@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import platform
+
+from trainer.shares import usable_cores
 
 
 def cpu_model() -> str:
@@ -29,7 +30,7 @@ def gpu_name() -> str | None:
 
 
 def describe(include_gpu: bool = False) -> str:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     text = f"{cpu_model()}, {cores} cores, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
     if include_gpu:
         text += f", GPU: {gpu_name() or 'none'}"

@@ -52,6 +52,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from trainer.shares import usable_cores  # noqa: E402
+
 ACCURACY_TARGET = 0.058
 COST_SHARE_TARGET = 0.05
 
@@ -212,7 +214,7 @@ def run(args: argparse.Namespace) -> dict:
     errors = [r.abs_error for r in rows]
     fresh_errors = [abs(r.predicted_accuracy - r.fresh_accuracy) for r in rows]
     ratios = [r.cost_ratio for r in rows]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     # The window's compute is window seconds x all the cores (the GPU analogue: window x G GPUs); the
     # profiler's part is the CPU time its process used (all threads). Wall time x the whole machine is
     # reported beside it: it is the bound when nothing else could use the idle cores.
@@ -278,7 +280,7 @@ def print_table(rows: list[Row], s: dict, args: argparse.Namespace) -> None:
 
 
 def default_threads() -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     try:
         busy = os.getloadavg()[0]
     except OSError:

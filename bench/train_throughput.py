@@ -28,11 +28,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from trainer.shares import usable_cores  # noqa: E402
+
 SHARES = (1.0, 0.5, 0.25, 0.1)
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def machine_name(device: str) -> str:
@@ -48,7 +47,7 @@ def machine_name(device: str) -> str:
                 break
     except OSError:
         pass
-    return f"{model}, {_cores()} cores"
+    return f"{model}, {usable_cores()} cores"
 
 
 def child(model: str, size: int, share: float, batch: int, device: str, seconds: float) -> None:
@@ -161,11 +160,11 @@ def main() -> int:
     batch = args.batch or (64 if cuda else 32)
     shares = [float(s) for s in args.shares.split(",")]
     machine = machine_name(device)
-    how = "MPS active-thread %" if cuda else f"torch threads of {_cores()} cores"
+    how = "MPS active-thread %" if cuda else f"torch threads of {usable_cores()} cores"
     print(f"training throughput (img/s) on {machine} [{device}], batch {batch}, shares as {how}")
     print(f"{'model':<20} {'size':>5} " + " ".join(f"{s:>9g}" for s in shares)
           + (f" {'eager':>9} {'1.0/eager':>9}" if args.reference else ""))
-    slug = re.sub(r"[^a-z0-9]+", "-", ("gpu-" + machine if cuda else f"cpu-{_cores()}c").lower()).strip("-")
+    slug = re.sub(r"[^a-z0-9]+", "-", ("gpu-" + machine if cuda else f"cpu-{usable_cores()}c").lower()).strip("-")
     profiles = []
     for model in args.models.split(","):
         for size in sizes:

@@ -51,7 +51,7 @@ def test_generate_many_in_worker_processes_equals_in_process(monkeypatch):
     tasks = [(spec, w, 0, 30) for spec in specs for w in (0, 1)]
     here = synthetic.generate_many(tasks)  # small: generated in-process
     monkeypatch.setattr(synthetic, "_PARALLEL_PIXELS", 0)
-    monkeypatch.setattr(synthetic.os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)
+    monkeypatch.setattr(synthetic, "usable_cores", lambda: 4)
     spread = synthetic.generate_many(tasks)
     assert [(d.camera, d.window, len(d)) for d in spread] == [(s.name, w, 30) for s, w, _, _ in tasks]
     assert all(np.array_equal(a.images, b.images) and np.array_equal(a.track_ids, b.track_ids)

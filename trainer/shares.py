@@ -4,6 +4,7 @@ with it (controller.cpu_shares pairs it with duty cycling), and for a worker run
 from __future__ import annotations
 
 import math
+import os
 
 
 def max_trainer_threads(cores: int) -> int:
@@ -16,3 +17,8 @@ def max_trainer_threads(cores: int) -> int:
 def threads_for_share(share: float, cores: int) -> int:
     """ceil(share x cores) threads, at least one, at most max_trainer_threads(cores)."""
     return max(1, min(max_trainer_threads(cores), math.ceil(share * cores - 1e-9)))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a container's cpuset), at least one."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

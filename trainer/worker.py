@@ -36,7 +36,7 @@ from trainer.jobs import (
     JobResult,
     TrainJob,
 )
-from trainer.shares import threads_for_share
+from trainer.shares import threads_for_share, usable_cores
 
 
 class WorkerFailure(Exception):
@@ -69,8 +69,7 @@ def cpu_threads(share: float) -> int:
     chosen = os.environ.get("EKYA_TRAINER_THREADS", "").strip()
     if chosen.isdigit() and int(chosen) > 0:
         return int(chosen)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return threads_for_share(share, cores)
+    return threads_for_share(share, usable_cores())
 
 
 def apply_share_env(job: TrainJob) -> None:

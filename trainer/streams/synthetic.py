@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from trainer.shares import usable_cores
 from trainer.streams.base import CLASSES, NUM_CLASSES, WindowData
 
 # Class shapes: primitives in object coordinates (u right, v down, object box = [-1, 1]^2):
@@ -218,7 +218,7 @@ def generate_many(tasks: list[WindowTask]) -> list[WindowData]:
     """generate_window for each (spec, window, salt, max_crops), in that order; spread over the machine's
     cores when the crops are many and large (bootstrapping at 224 px), in-process otherwise.
     The result is the same either way: every window is generated from its own seeds."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     pixels = sum((m if m is not None else t.objects_per_frame * t.frames_per_window) * t.crop_size ** 2
                  for t, _, _, m in tasks)
     workers = min(len(tasks), cores - 1)
