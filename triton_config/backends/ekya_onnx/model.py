@@ -75,7 +75,6 @@ class _OnnxRuntime:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(path, sess_options=options, providers=_ort_providers(kind, device_id))
-        self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run(self, requests: list, input_names: list[str], output_names: list[str], dtypes: list) -> list:
         per_request = [[pb_utils.get_input_tensor_by_name(r, n).as_numpy() for n in input_names] for r in requests]
