@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import describe  # noqa: E402
-from controller.comparison import render_table, run_comparison, summary  # noqa: E402
+from controller.comparison import render_table, render_trainers, run_comparison, summary  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,8 +35,16 @@ def main() -> int:
     parser.add_argument("--schedulers", default="thief,fair,noretrain")
     parser.add_argument("--out", type=Path, default=ROOT / ".ekya" / "bench-e2e")
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
+    parser.add_argument("--log-file", type=Path, help="also write the controller's INFO log here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.log_file is not None:
+        handler = logging.FileHandler(args.log_file)
+        handler.setLevel(logging.INFO)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logging.getLogger().addHandler(handler)
+        logging.getLogger().setLevel(logging.INFO)
+        logging.getLogger().handlers[0].setLevel(logging.WARNING)  # the console keeps to warnings
     from controller.commands.demo import _interrupt_on_sigterm
 
     _interrupt_on_sigterm()
@@ -56,6 +64,7 @@ def main() -> int:
     if not args.json:
         print(f"machine: {result['machine']}")
         render_table(runs)
+        render_trainers(runs)
         for name, s in result["schedulers"].items():
             print(f"{name:>10}: mean accuracy {s['mean_accuracy']}, over retraining windows "
                   f"{s['mean_accuracy_retraining_windows']}, {s['swaps']} swaps, {s['failed_requests']} failed requests")

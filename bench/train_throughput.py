@@ -12,6 +12,9 @@ Prints a table naming the machine and writes one profile per model and size to b
 `--reference` adds, per model and size, eager torch's figure for the same model and batch: a bare loop
 (forward, loss, backward, SGD step) on random tensors already on the device, bf16 autocast and
 channels-last on CUDA, no data handling at all, and the trainer's share-1.0 figure as a fraction of it.
+
+Each figure is the median over the measuring time of per-epoch rates (8 batches, ending with a wait for
+the device), so that one slow epoch (a hiccup of the host) does not move it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -71,11 +75,10 @@ def child(model: str, size: int, share: float, batch: int, device: str, seconds:
                       np.arange(n), np.arange(n), np.arange(n, dtype=float))
     trainer = Trainer(build_model(model, 64, size), data, RetrainConfig(batch_size=batch, layers="all"), device)
     trainer.run_epoch()  # warm-up (cudnn autotune, allocator, thread pools)
-    done, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds or done == 0:
-        trainer.run_epoch()
-        done += trainer.n
-    print(json.dumps({"img_per_s": done / (time.perf_counter() - t0), "threads": torch.get_num_threads()}))
+    rates, t0 = [], time.perf_counter()
+    while time.perf_counter() - t0 < seconds or not rates:
+        rates.append(trainer.run_epoch()[1])  # each epoch ends waiting for its last step
+    print(json.dumps({"img_per_s": statistics.median(rates), "threads": torch.get_num_threads()}))
 
 
 def eager_reference(model: str, size: int, batch: int, device: str, seconds: float) -> None:
@@ -113,11 +116,12 @@ def eager_reference(model: str, size: int, batch: int, device: str, seconds: flo
             torch.cuda.synchronize(dev)
 
     steps(10)  # warm-up (cudnn autotune, allocator)
-    done, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds or done == 0:
-        steps(5)
-        done += 5 * batch
-    print(json.dumps({"img_per_s": done / (time.perf_counter() - t0), "threads": torch.get_num_threads()}))
+    rates, t0 = [], time.perf_counter()
+    while time.perf_counter() - t0 < seconds or not rates:  # blocks of 8 steps: the trainer's epoch here
+        t_block = time.perf_counter()
+        steps(8)
+        rates.append(8 * batch / (time.perf_counter() - t_block))
+    print(json.dumps({"img_per_s": statistics.median(rates), "threads": torch.get_num_threads()}))
 
 
 def measure(model: str, size: int, share: float, batch: int, device: str, seconds: float,

@@ -104,7 +104,7 @@ class CameraClient:
         name: str,
         source: FrameSource,
         layout: DataLayout,
-        triton_url: str,
+        triton_url: str | Callable[[], str],
         *,
         label_sampling_rate: float = 0.1,
         spool_budget_bytes: int = 256 * 2**20,
@@ -115,7 +115,7 @@ class CameraClient:
         self.model_name = model_name or name
         self.source = source
         self.layout = layout
-        self.triton_url = triton_url
+        self._triton_url = triton_url  # a callable is resolved once the controller's directive is there
         self.sampling_rate = label_sampling_rate
         self.request_timeout_s = request_timeout_s
         self.spool = Spool(layout, name, spool_budget_bytes)
@@ -126,6 +126,12 @@ class CameraClient:
         self.totals = {"requests": 0, "failed_requests": 0}
 
     # -- Triton ----------------------------------------------------------------------------------
+    @property
+    def triton_url(self) -> str:
+        if callable(self._triton_url):
+            self._triton_url = self._triton_url()
+        return self._triton_url
+
     def _triton(self):
         if self._client is None:
             from controller.triton.client import TritonClient
@@ -164,18 +170,31 @@ class CameraClient:
             stop.wait(0.2)
         raise InterruptedError
 
-    def run(self, stop: threading.Event | None = None, max_windows: int | None = None) -> list[WindowStats]:
+    def run(self, stop: threading.Event | None = None, max_windows: int | None = None, *,
+            first_window_seconds: float | None = None, directive_timeout_s: float = 60.0) -> list[WindowStats]:
+        """Stream windows until stopped. With `first_window_seconds` (the configured window length), the
+        first window's frames are made while waiting for the controller's directive (window 0, or the
+        current window of a directive already there): a camera started with its controller then has its
+        frames ready when the controller's models serve, instead of rendering through its first window."""
         stop = stop or threading.Event()
-        directive = self.wait_for_directive(stop)
-        window = max(0, directive.window_at(time.time()))
-        done: list[WindowStats] = []
         # The next window's frames are made while this one streams: a synthetic window at 224 px takes
         # tens of seconds to render, which would otherwise be spent at the window's start, frames dropped.
-        upcoming: dict[int, _Prefetch] = {}
+        upcoming: dict[tuple[int, float], _Prefetch] = {}
+        if first_window_seconds is not None:
+            known = self.watcher.poll()
+            first = 0 if known is None else max(0, known.window_at(time.time()))
+            upcoming[(first, first_window_seconds)] = _Prefetch(
+                f"{self.name}-frames", self.source.window, first, first_window_seconds)
+        directive = self.wait_for_directive(stop, directive_timeout_s)
+        _ = self.triton_url  # resolved now: a failure to find the server is an error, not a failed request
+        window = max(0, directive.window_at(time.time()))
+        done: list[WindowStats] = []
         while not stop.is_set():
             seconds = directive.window_seconds
-            data = upcoming.pop(window).result() if window in upcoming else None
-            upcoming = {window + 1: _Prefetch(f"{self.name}-frames", self.source.window, window + 1, seconds)}
+            ready = upcoming.pop((window, seconds), None)
+            data = ready.result() if ready is not None else None
+            upcoming = {(window + 1, seconds): _Prefetch(
+                f"{self.name}-frames", self.source.window, window + 1, seconds)}
             done.append(self.run_window(window, stop, data))
             directive = self.watcher.poll() or directive
             if directive.stop_after_window is not None and window >= directive.stop_after_window:
@@ -183,8 +202,6 @@ class CameraClient:
             if max_windows is not None and len(done) >= max_windows:
                 break
             window = max(window + 1, directive.window_at(time.time()))
-            if directive.window_seconds != seconds:
-                upcoming.clear()
         if self._client is not None:
             self._client.close()
         return done

@@ -73,17 +73,18 @@ def run_scheduler(raw: dict, base_dir: Path, work_dir: Path, scheduler: str, win
     cameras: list[subprocess.Popen] = []
     started = time.monotonic()
 
-    def launch_cameras(_controller) -> None:
+    try:
+        # The cameras start with the controller, so that they make their first window's frames while it
+        # starts Triton and loads the models (at 224 px that is tens of seconds of rendering).
         for name in config.camera_names:
             log_file = open(run_dir / f"camera-{name}.log", "wb")
             cameras.append(subprocess.Popen(
                 [sys.executable, "-m", "controller.cli", "camera", "--config", str(config_file), "--name", name,
-                 "--windows", str(windows)], stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True))
+                 "--windows", str(windows), "--wait-seconds", "900"],
+                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True))
             log_file.close()
-
-    try:
-        controller = run_controller(config, max_windows=windows, on_started=launch_cameras,
-                                    models_cache=models_cache, bootstrap_progress=False, camera_windows=windows)
+        controller = run_controller(config, max_windows=windows, models_cache=models_cache,
+                                    bootstrap_progress=False, camera_windows=windows)
     finally:
         deadline = time.monotonic() + 30
         for process in cameras:
@@ -139,6 +140,39 @@ def run_comparison(config_path: Path, schedulers: list[str], windows: int, work_
     return runs
 
 
+def trainer_jobs(run: SchedulerRun) -> list[dict]:
+    """The run's finished retraining jobs: share, the planner's wall time for the job at that share (its
+    micro-profiled cost through the throughput curve) against the worker's, and the worker's img/s."""
+    rows = []
+    for record in run.history:
+        for camera, entry in sorted(record.get("cameras", {}).items()):
+            if "job" not in entry or "job_share" not in entry:
+                continue
+            planned, actual = entry.get("planned_train_seconds"), entry.get("train_seconds")
+            rows.append({"window": record["window"], "camera": camera, "config": entry.get("config"),
+                         "share": entry["job_share"], "status": entry.get("job_status"),
+                         "planned_seconds": planned, "seconds": actual, "img_per_s": entry.get("img_per_s"),
+                         "actual_vs_planned": round(actual / planned, 2) if planned and actual else None})
+    return rows
+
+
+def render_trainers(runs: list[SchedulerRun]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="retraining jobs against the planner (wall seconds at the job's share)")
+    for column in ("scheduler", "window", "camera", "config", "share", "planned s", "actual s", "actual/planned",
+                   "img/s"):
+        table.add_column(column, justify="left" if column in ("scheduler", "camera", "config") else "right")
+    for run in runs:
+        for row in trainer_jobs(run):
+            table.add_row(run.scheduler, str(row["window"]), row["camera"], str(row["config"]), f"{row['share']:.3f}",
+                          *["-" if row[k] is None else f"{row[k]:.1f}" for k in ("planned_seconds", "seconds")],
+                          "-" if row["actual_vs_planned"] is None else f"{row['actual_vs_planned']:.2f}",
+                          "-" if row["img_per_s"] is None else f"{row['img_per_s']:.0f}")
+    Console().print(table)
+
+
 def summary(runs: list[SchedulerRun], windows: int) -> dict:
     retrain_windows = list(range(1, windows))
     cameras = sorted({c for run in runs for cams in run.accuracy.values() for c in cams})
@@ -157,6 +191,7 @@ def summary(runs: list[SchedulerRun], windows: int) -> dict:
                                for w, cams in r.accuracy.items()},
                 "per_camera_window": {str(w): {c: _round(a) for c, a in cams.items()} for w, cams in r.accuracy.items()},
                 "swaps": r.swaps, "failed_requests": r.failed_requests, "trainer_failures": r.trainer_failures,
+                "trainer_jobs": trainer_jobs(r),
             }
             for r in runs
         },

@@ -20,7 +20,7 @@ def measured_profile(config) -> InferenceProfile:
         return InferenceProfile(full_share=full_share)
     factors: dict[int, list[float]] = {}
     for name in synthetic:
-        window = generate_window(stream_spec(config, name), 0)
+        window = generate_window(stream_spec(config, name), 0, render_pixels=False)  # tracks suffice
         # A perfect model: what remains is the cost of skipping frames alone.
         for stride, factor in stride_profile(window, window.labels).items():
             factors.setdefault(stride, []).append(factor)

@@ -45,6 +45,7 @@ from controller.planner import (
 )
 from controller.planner.drift import Measurement, error_growth, forecast
 from controller.planner.microprofile import ConfigPruner, Outcome, PredictionLedger
+from controller.planner.objective import throughput_time
 from controller.profiles_io import deployment_throughput
 from controller.spool import Spool
 from controller.state import CameraRecord, ControllerState, WindowRecord
@@ -625,7 +626,12 @@ class Controller:
         window_record = state.record_for(record.window)
         entry = window_record.cameras.setdefault(name, {}) if window_record else {}
         entry.update({"job": record.job_id, "job_status": result.status, "retrained_accuracy": result.best_val_accuracy,
-                      "train_seconds": round(result.seconds, 1), "epochs_done": result.epochs_done})
+                      "train_seconds": round(result.seconds, 1), "epochs_done": result.epochs_done,
+                      "job_share": round(record.share, 4), "img_per_s": result.img_per_s})
+        if record.predicted_seconds is not None and result.status == "ok":
+            # The planner's wall time for the job at its share (its throughput curve), against the worker's own.
+            entry["planned_train_seconds"] = round(throughput_time(record.predicted_seconds, record.share,
+                                                                   self.throughput), 2)
         if result.status == "stopped" and not result.checkpoint:
             entry["decision"] = "stopped at the window's end before its first epoch: nothing to publish"
             log.info("%s: trainer %s stopped before producing a model", name, record.job_id)
@@ -639,7 +645,7 @@ class Controller:
         if record.predicted_accuracy is not None and result.best_val_accuracy is not None:
             self.ledger.record(Outcome(name, record.window, record.config, record.predicted_accuracy,
                                        result.best_val_accuracy, record.predicted_seconds or 0.0,
-                                       result.seconds * record.share))
+                                       result.seconds * self.throughput(record.share)))  # whole-device seconds
             self.metrics.observe_profile(name, record.predicted_accuracy, result.best_val_accuracy)
         new_accuracy = result.best_val_accuracy or 0.0
         old_accuracy = cam.serving_accuracy if cam.serving_accuracy is not None else -1.0

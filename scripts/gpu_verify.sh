@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU verification through the device tool (see BENCHMARKS.md, "GPU"), after `bash scripts/device_wheels.sh`
-# here, in two calls of under 10 minutes each (on the H100: throughput ~1.5 min per edge model, hotswap
-# 1.5 min, e2e 7 min with the bootstrap):
+# here, in calls of under 10 minutes each (on the H100: throughput ~2.5 min per edge model, hotswap
+# 1.5 min, e2e 6-7 min with the bootstrap; E2E_LIMIT caps it, default 540 s):
 #   run(command="bash scripts/gpu_verify.sh env throughput", carry=[".whl"], timeout_s=600)
 #   run(command="bash scripts/gpu_verify.sh hotswap e2e", carry=[".whl"], timeout_s=600)
 # Steps (all by default; name some to run only those, e.g. `bash scripts/gpu_verify.sh e2e`):
@@ -55,7 +55,7 @@ print(\"onnxruntime\", ort.__version__, ort.get_available_providers())";
       CUDA_MPS_PIPE_DIRECTORY="$MPS_DIR/pipe" CUDA_MPS_LOG_DIRECTORY="$MPS_DIR/log" nvidia-cuda-mps-control -d || true
       export CUDA_MPS_PIPE_DIRECTORY="$MPS_DIR/pipe"
       export THROUGHPUT_MODELS="${THROUGHPUT_MODELS:-resnet18,mobilenet_v3_small,shufflenet_v2_x0_5}"
-      step throughput 420 bash -c 'python3 bench/train_throughput.py --device cuda --models "$THROUGHPUT_MODELS" \
+      step throughput 540 bash -c 'python3 bench/train_throughput.py --device cuda --models "$THROUGHPUT_MODELS" \
           --sizes 224 --batch 64 --seconds 4 --reference && python3 bench/train_throughput.py --device cuda --models resnet18 \
           --sizes 224 --batch 256 --shares 1.0 --seconds 4 --reference --out /tmp/peak'
       unset CUDA_MPS_PIPE_DIRECTORY
@@ -63,8 +63,8 @@ print(\"onnxruntime\", ort.__version__, ort.get_available_providers())";
     hotswap)
       step hotswap 120 python3 bench/hotswap.py --threads 8 --swaps 10 --seconds 40 --input-size 224 --gpu ;;
     e2e)
-      step e2e 420 python3 bench/e2e.py --config examples/gpu-verify.yaml --windows "${E2E_WINDOWS:-3}" \
-        --schedulers "${E2E_SCHEDULERS:-thief}" --out "$PWD/.ekya/gpu-verify-run"
+      step e2e "${E2E_LIMIT:-540}" python3 bench/e2e.py --config examples/gpu-verify.yaml --windows "${E2E_WINDOWS:-3}" \
+        --schedulers "${E2E_SCHEDULERS:-thief}" --out "$PWD/.ekya/gpu-verify-run" --log-file "$OUT/e2e-controller.log"
       cp .ekya/gpu-verify-run/comparison.json "$OUT/" 2>/dev/null || true ;;
     *) echo "unknown step $s (env, throughput, hotswap, e2e)"; failed=$((failed + 1)) ;;
   esac

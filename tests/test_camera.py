@@ -23,8 +23,9 @@ SPEC = CameraStreamSpec(name="cam", seed=1, crop_size=16, fps=4, window_seconds=
 class SlowSource:
     """The synthetic stream, with every window after the first taking `slow_s` to make."""
 
-    def __init__(self, slow_s: float) -> None:
+    def __init__(self, slow_s: float, first_too: bool = False) -> None:
         self.slow_s = slow_s
+        self.first_too = first_too  # the first window is slow to make as well
         self.made: list[tuple[int, float]] = []  # (window, when it was asked for)
 
     @property
@@ -36,7 +37,7 @@ class SlowSource:
 
     def window(self, window: int, window_seconds: float) -> WindowData:
         self.made.append((window, time.time()))
-        if window > 0:
+        if window > 0 or self.first_too:
             time.sleep(self.slow_s)
         return generate_window(SPEC, window)
 
@@ -67,3 +68,34 @@ def test_a_stop_does_not_wait_for_frames_being_made(tmp_path: Path) -> None:
     stats = client.run(threading.Event(), max_windows=1)
     assert len(stats) == 1 and 1 in dict(source.made)  # window 1 was being made when the client stopped
     assert time.monotonic() - started < SPEC.window_seconds + 10
+
+
+def test_first_window_is_made_while_waiting_for_the_controller(tmp_path: Path) -> None:
+    source = SlowSource(slow_s=1.5, first_too=True)
+    layout = DataLayout(tmp_path)
+    client = CameraClient("cam", source, layout, lambda: f"127.0.0.1:{free_port()}", request_timeout_s=0.2)
+    result: list = []
+    runner = threading.Thread(target=lambda: result.append(client.run(
+        threading.Event(), max_windows=1, first_window_seconds=SPEC.window_seconds, directive_timeout_s=20)))
+    runner.start()
+    time.sleep(1.6)  # the controller starts meanwhile; its first directive opens window 0 right away
+    directive = CameraDirective(t0=time.time(), window_seconds=SPEC.window_seconds)
+    layout.directive_file("cam").parent.mkdir(parents=True, exist_ok=True)
+    write_directive(layout.directive_file("cam"), directive)
+    runner.join(timeout=30)
+    (stats,) = result[0]
+    assert stats.window == 0
+    assert dict(source.made)[0] < directive.t0  # window 0 was asked for before the directive came
+    assert [w for w, _ in source.made].count(0) == 1  # and made once, not again at the window's start
+    assert stats.late_frames == 0  # so it dropped no frame
+
+
+def test_no_directive_is_a_clear_timeout(tmp_path: Path) -> None:
+    client = CameraClient("cam", SlowSource(slow_s=0.0), DataLayout(tmp_path), "127.0.0.1:1")
+    try:
+        client.run(threading.Event(), max_windows=1, first_window_seconds=SPEC.window_seconds,
+                   directive_timeout_s=0.5)
+    except TimeoutError as exc:
+        assert "is the controller running" in str(exc)
+    else:
+        raise AssertionError("no TimeoutError")

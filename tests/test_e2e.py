@@ -110,6 +110,10 @@ def test_controller_end_to_end_with_restart(tmp_path: Path):
     assert published
     for entry in published:
         assert entry["retrained_accuracy"] > max(entry["serving_accuracy"], entry.get("trial_accuracy", 0.0))
+    # ...and each finished job is set against the planner: its wall time at its share, as planned
+    jobs = [c for r in state.history for c in r.cameras.values() if c.get("job_status") == "ok"]
+    assert jobs and all(0 < c["job_share"] <= 1 and c["img_per_s"] > 0 for c in jobs), jobs
+    assert any(c.get("planned_train_seconds", 0) > 0 for c in jobs), jobs
     # a micro-profiler trial model served at the plan (trial_) or before the window closed (ahead_trial_)
     # beat the model it replaced by the margin
     # ...and the micro-profiler ran ahead of the close (its profile was reused by the next plan)

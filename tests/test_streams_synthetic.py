@@ -124,3 +124,12 @@ def test_drift_hurts_and_retraining_recovers():
                          retrain=RetrainConfig(epochs=4, lr=0.01))
     assert r.drop >= 0.10, r
     assert r.recovered >= r.drop / 2, r
+
+
+def test_window_without_pixels_has_the_same_tracks() -> None:
+    spec = CameraStreamSpec(name="c", seed=5, crop_size=32, fps=5, window_seconds=4, objects_per_frame=3)
+    full = generate_window(spec, 2)
+    bare = generate_window(spec, 2, render_pixels=False)
+    assert bare.images.shape == (len(full), 0, 0, 3) and bare.images.nbytes == 0
+    for name in ("labels", "track_ids", "frame_index", "timestamps"):
+        assert np.array_equal(getattr(bare, name), getattr(full, name)), name

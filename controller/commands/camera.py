@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", required=True, help="camera name from the config")
     parser.add_argument("--triton-url", help="gRPC host:port (default: from the config / the embedded server)")
     parser.add_argument("--windows", type=int, help="stop after this many windows")
+    parser.add_argument("--wait-seconds", type=float, default=120.0,
+                        help="how long to wait for the controller's first directive (default 120)")
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -49,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     layout = DataLayout(Path(config.data.dir))
-    url = args.triton_url or triton_url_for(config, layout)
+    # The embedded server's address is read once the controller's directive is there (it is up by then):
+    # the camera makes its first window's frames meanwhile.
+    url = args.triton_url or (lambda: triton_url_for(config, layout))
     client = CameraClient(args.name, frame_source(config, args.name), layout, url,
                           label_sampling_rate=config.label_sampling_rate,
                           spool_budget_bytes=int(config.data.disk_budget_mb * 2**20 / len(config.cameras)),
@@ -57,7 +61,12 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    windows = client.run(stop, max_windows=args.windows)
+    try:
+        windows = client.run(stop, max_windows=args.windows, first_window_seconds=config.window_seconds,
+                             directive_timeout_s=args.wait_seconds)
+    except (TimeoutError, InterruptedError) as exc:
+        print(f"error: {exc or 'stopped before the controller started'}", file=sys.stderr)
+        return 1
     for stats in windows:
         accuracy = "n/a" if stats.accuracy is None else f"{stats.accuracy:.3f}"
         print(f"{args.name} window {stats.window}: accuracy {accuracy}, {stats.processed_frames}/{stats.frames} "

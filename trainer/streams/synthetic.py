@@ -179,14 +179,16 @@ def _tracks(spec: CameraStreamSpec, window: int, salt: int) -> dict[str, np.ndar
     }
 
 
-def generate_window(spec: CameraStreamSpec, window: int, salt: int = 0, max_crops: int | None = None
-                    ) -> WindowData:
+def generate_window(spec: CameraStreamSpec, window: int, salt: int = 0, max_crops: int | None = None,
+                    render_pixels: bool = True) -> WindowData:
     """All object crops of one camera in one window, with true labels and track ids.
 
     `salt` gives an independent draw of tracks under the same conditions (e.g. the golden model's
     training data, so it never trains on the exact crops it will later label). `max_crops` renders only
     a uniform sample of that many crops (frame order kept): rendering is the cost, and training sets
-    (bootstrap, golden) need a sample, not every crop of a long window at 224 px.
+    (bootstrap, golden) need a sample, not every crop of a long window at 224 px. `render_pixels=False`
+    gives the window's tracks, labels and frames with empty [N,0,0,3] images (the inference profile needs
+    no pixels).
     """
     tr = _tracks(spec, window, salt)
     per = np.repeat(np.arange(len(tr["dur"])), tr["dur"])
@@ -198,8 +200,11 @@ def generate_window(spec: CameraStreamSpec, window: int, salt: int = 0, max_crop
         order = order[np.sort(pick)]
     per, offset, frame = per[order], offset[order], frame[order]
     t = frame / spec.fps
-    r = _rng("frames", spec.seed, window, salt)
-    images = render(spec, {k: v[per] for k, v in tr.items()}, offset, frame / spec.frames_per_window, r)
+    if render_pixels:
+        r = _rng("frames", spec.seed, window, salt)
+        images = render(spec, {k: v[per] for k, v in tr.items()}, offset, frame / spec.frames_per_window, r)
+    else:
+        images = np.zeros((len(per), 0, 0, 3), np.uint8)
     track_ids = (np.int64(window) * 1_000_000 + salt * 100_000 + per).astype(np.int64)
     return WindowData(images=images, labels=tr["cls"][per], track_ids=track_ids, frame_index=frame,
                       timestamps=t, camera=spec.name, window=window,
