@@ -68,6 +68,10 @@ def main() -> int:
         for name, s in result["schedulers"].items():
             print(f"{name:>10}: mean accuracy {s['mean_accuracy']}, over retraining windows "
                   f"{s['mean_accuracy_retraining_windows']}, {s['swaps']} swaps, {s['failed_requests']} failed requests")
+            inf = s["inference"]
+            print(f"{'':>10}  inference through Triton: {inf['crops']} crops, {inf['crops_per_s']} crops/s (all "
+                  f"cameras), request latency p50 {inf['latency_ms_p50']} ms, worst window p99 "
+                  f"{inf['latency_ms_p99_worst']} ms")
     print(json.dumps(result))
     return 0 if result["failed_requests"] == 0 else 1
 

@@ -63,13 +63,19 @@ class WindowStats:
     stride_frames: Counter = field(default_factory=Counter)  # stride -> frames under it
     versions: Counter = field(default_factory=Counter)  # model version -> requests it answered
     accuracy: float | None = None
+    inferred_crops: int = 0  # crops answered by Triton (a request carries one frame's crops)
+    latencies_ms: list[float] = field(default_factory=list)  # answered requests, round trip
+
+    def latency_ms(self, q: float) -> float | None:
+        return round(float(np.percentile(self.latencies_ms, q)), 2) if self.latencies_ms else None
 
     def to_dict(self) -> dict:
         return {
             "camera": self.camera, "window": self.window, "accuracy": self.accuracy, "frames": self.frames,
             "processed_frames": self.processed_frames, "late_frames": self.late_frames, "crops": self.crops,
             "requests": self.requests, "failed_requests": self.failed_requests,
-            "spooled_crops": self.spooled_crops,
+            "spooled_crops": self.spooled_crops, "inferred_crops": self.inferred_crops,
+            "latency_ms_p50": self.latency_ms(50), "latency_ms_p99": self.latency_ms(99),
             "stride_frames": {str(k): v for k, v in sorted(self.stride_frames.items())},
             "model_versions": {str(k): v for k, v in sorted(self.versions.items())},
         }
@@ -145,7 +151,9 @@ class CameraClient:
         stats.requests += 1
         self.totals["requests"] += 1
         try:
+            sent = time.perf_counter()
             logits, version = self._triton().infer_with_version(self.model_name, to_model_input(images))
+            stats.latencies_ms.append((time.perf_counter() - sent) * 1000.0)
         except Exception as exc:  # server down, restarting, model not loaded: retry with backoff
             stats.failed_requests += 1
             self.totals["failed_requests"] += 1
@@ -155,6 +163,7 @@ class CameraClient:
             return None
         self._backoff = 0.1
         stats.versions[version] += 1
+        stats.inferred_crops += len(images)
         return np.argmax(logits, axis=1)
 
     # -- main loop -------------------------------------------------------------------------------

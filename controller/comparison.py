@@ -39,6 +39,19 @@ class SchedulerRun:
     trainer_failures: int = 0
     seconds: float = 0.0
     history: list[dict] = field(default_factory=list)
+    inferred_crops: int = 0  # answered by Triton, all cameras and windows
+    streamed_seconds: float = 0.0  # windows x window length
+    latency_ms_p50: list[float] = field(default_factory=list)  # per camera and window
+    latency_ms_p99: list[float] = field(default_factory=list)
+
+    def inference(self) -> dict:
+        """Inference through Triton as the cameras saw it: crops a second (all cameras together) and
+        request latency (median of the windows' medians, worst of their 99th percentiles)."""
+        p50 = sorted(self.latency_ms_p50)
+        return {"crops": self.inferred_crops,
+                "crops_per_s": round(self.inferred_crops / self.streamed_seconds, 1) if self.streamed_seconds else None,
+                "latency_ms_p50": p50[len(p50) // 2] if p50 else None,
+                "latency_ms_p99_worst": max(self.latency_ms_p99) if self.latency_ms_p99 else None}
 
     def mean(self, windows: list[int] | None = None) -> float | None:
         values = [a for w, cams in self.accuracy.items() if windows is None or w in windows
@@ -104,6 +117,11 @@ def run_scheduler(raw: dict, base_dir: Path, work_dir: Path, scheduler: str, win
             run.accuracy[window][name] = result.get("accuracy")
             run.requests += int(result.get("requests", 0))
             run.failed_requests += int(result.get("failed_requests", 0))
+            run.inferred_crops += int(result.get("inferred_crops", 0))
+            for key in ("latency_ms_p50", "latency_ms_p99"):
+                if result.get(key) is not None:
+                    getattr(run, key).append(float(result[key]))
+        run.streamed_seconds += config.window_seconds
     state = controller.state
     if state is not None:
         run.swaps, run.failed_swaps, run.trainer_failures = state.swaps, state.failed_swaps, state.trainer_failures
@@ -191,7 +209,7 @@ def summary(runs: list[SchedulerRun], windows: int) -> dict:
                                for w, cams in r.accuracy.items()},
                 "per_camera_window": {str(w): {c: _round(a) for c, a in cams.items()} for w, cams in r.accuracy.items()},
                 "swaps": r.swaps, "failed_requests": r.failed_requests, "trainer_failures": r.trainer_failures,
-                "trainer_jobs": trainer_jobs(r),
+                "trainer_jobs": trainer_jobs(r), "inference": r.inference(),
             }
             for r in runs
         },

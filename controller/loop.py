@@ -81,6 +81,7 @@ class WindowContext:
     started_jobs: set[str] = field(default_factory=set)
     redistributed: set[str] = field(default_factory=set)  # finished cameras whose share was handed on
     trials: dict[str, tuple[object, float]] = field(default_factory=dict)  # camera -> profiler's best trial model
+    cost_scale: float = 1.0  # predicted job costs were multiplied by this for the plan (the ledger's)
 
 
 @dataclass
@@ -310,6 +311,7 @@ class Controller:
                 context.data[name] = (directory / "train.npz", directory / "test.npz")
         time_left = max(1.0, context.started + state.window_seconds - time.time())
         cameras = []
+        context.cost_scale = self.ledger.cost_scale()
         profiling_started = time.monotonic()
         for name in self.config.camera_names:
             cam = state.cameras[name]
@@ -322,6 +324,8 @@ class Controller:
             growth = self._growth(name)
             if growth > 1.0:
                 options = [dataclasses.replace(o, end_accuracy=forecast(o.end_accuracy, growth)) for o in options]
+            if context.cost_scale != 1.0:
+                options = [dataclasses.replace(o, gpu_seconds=o.gpu_seconds * context.cost_scale) for o in options]
             context.options[name] = {o.config: o for o in options}
             cameras.append(CameraState(name, forecast(float(accuracy), growth), tuple(options)))
         profiling_seconds = time.monotonic() - profiling_started
@@ -603,7 +607,8 @@ class Controller:
                                   base_checkpoint=Path(cam.serving_checkpoint), data=train, validation=test,
                                   share=share, device=device,
                                   predicted_accuracy=option.end_accuracy if option else None,
-                                  predicted_seconds=option.gpu_seconds if option else None)
+                                  predicted_seconds=option.gpu_seconds / context.cost_scale if option else None,
+                                  cost_scale=context.cost_scale)
         self._state.jobs[job_id] = record
         context.started_jobs.add(name)
         self.metrics.set_retraining_config(name, config_name, config.model_dump())
@@ -628,10 +633,11 @@ class Controller:
         entry.update({"job": record.job_id, "job_status": result.status, "retrained_accuracy": result.best_val_accuracy,
                       "train_seconds": round(result.seconds, 1), "epochs_done": result.epochs_done,
                       "job_share": round(record.share, 4), "img_per_s": result.img_per_s})
-        if record.predicted_seconds is not None and result.status == "ok":
+        if record.predicted_seconds and result.status == "ok":
             # The planner's wall time for the job at its share (its throughput curve), against the worker's own.
-            entry["planned_train_seconds"] = round(throughput_time(record.predicted_seconds, record.share,
-                                                                   self.throughput), 2)
+            entry["planned_train_seconds"] = round(throughput_time(record.predicted_seconds * record.cost_scale,
+                                                                   record.share, self.throughput), 2)
+            entry["cost_scale"] = round(record.cost_scale, 3)
         if result.status == "stopped" and not result.checkpoint:
             entry["decision"] = "stopped at the window's end before its first epoch: nothing to publish"
             log.info("%s: trainer %s stopped before producing a model", name, record.job_id)

@@ -27,7 +27,8 @@ class JobRecord(BaseModel):
     device: str = "cpu"
     started_at: float
     predicted_accuracy: float | None = None
-    predicted_seconds: float | None = None
+    predicted_seconds: float | None = None  # the micro-profiler's GPU-seconds, before the planner's cost scale
+    cost_scale: float = 1.0  # what the plan multiplied predicted_seconds by (PredictionLedger.cost_scale)
 
 
 class CameraRecord(BaseModel):

@@ -133,6 +133,9 @@ def test_controller_end_to_end_with_restart(tmp_path: Path):
             result = json.loads(layout.result_file(name, window).read_text())
             failed += result["failed_requests"]
             requests += result["requests"]
+            # every answered request's crops counted, with its round trip
+            assert 0 < result["inferred_crops"] <= result["crops"], result
+            assert 0 < result["latency_ms_p50"] <= result["latency_ms_p99"], result
     assert requests > 100 and failed == 0
 
     # Accuracy recovered on a drifting camera: a retrained model beats the bootstrap model on the last

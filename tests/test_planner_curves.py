@@ -114,3 +114,22 @@ def test_ledger() -> None:
     led.record(Outcome("a", 1, "x", 0.7, 0.72, 10, 8))
     assert led.median_abs_accuracy_error() == pytest.approx(0.035)
     assert PredictionLedger.from_dict(led.to_dict()).records == led.records
+
+
+def test_ledger_cost_scale_follows_the_recent_jobs() -> None:
+    led = PredictionLedger(keep=50)
+    assert led.cost_scale() == 1.0  # nothing back yet: plan on the micro-profile as it is
+    for ratio in (3.0, 4.0):
+        led.record(Outcome("a", 0, "x", 0.8, 0.8, 1.0, ratio))
+    assert led.cost_scale(min_records=3) == 1.0  # two jobs are not evidence enough
+    led.record(Outcome("a", 0, "x", 0.8, 0.8, 1.0, 5.0))
+    assert led.cost_scale() == pytest.approx(4.0)  # median actual / predicted
+    for _ in range(20):  # the recent jobs decide: the machine got quieter
+        led.record(Outcome("a", 1, "x", 0.8, 0.8, 2.0, 3.0))
+    assert led.cost_scale() == pytest.approx(1.5)
+    led.record(Outcome("a", 2, "x", 0.8, 0.8, 0.0, 3.0))  # no prediction: ignored
+    assert led.cost_scale() == pytest.approx(1.5)
+    for _ in range(30):  # 54 outcomes in all
+        led.record(Outcome("a", 3, "x", 0.8, 0.8, 1.0, 100.0))
+    assert led.cost_scale() == 10.0  # bounded: one odd window cannot make every job look impossible
+    assert len(led.records) == 50  # the ledger keeps the newest outcomes only

@@ -164,8 +164,24 @@ class PredictionLedger:
 
     records: list[Outcome] = field(default_factory=list)
 
+    keep: int = 500  # the newest outcomes (the ledger lives in the controller's state file)
+
     def record(self, outcome: Outcome) -> None:
         self.records.append(outcome)
+        del self.records[:-self.keep]
+
+    def cost_scale(self, recent: int = 20, min_records: int = 3, bounds: tuple[float, float] = (0.5, 10.0)
+                   ) -> float:
+        """How much more (or less) the recent jobs cost than micro-profiled: the median actual / predicted
+        GPU-seconds of the last `recent` jobs, within `bounds`; 1.0 until `min_records` have come back.
+        A micro-profile times a few epochs on a sample in the controller, not what a job pays besides
+        (its features over all its crops, a validation pass per epoch, checkpoints, contention), so the
+        planner scales predicted costs by this to plan on the durations jobs actually take."""
+        ratios = [r.actual_gpu_seconds / r.predicted_gpu_seconds for r in self.records
+                  if r.predicted_gpu_seconds > 0 and r.actual_gpu_seconds > 0][-recent:]
+        if len(ratios) < min_records:
+            return 1.0
+        return min(max(median(ratios), bounds[0]), bounds[1])
 
     def median_abs_accuracy_error(self) -> float | None:
         errs = [abs(r.predicted_accuracy - r.actual_accuracy) for r in self.records]
