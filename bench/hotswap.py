@@ -13,7 +13,6 @@ import argparse
 import json
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.load import InferenceLoad  # noqa: E402
 from bench.machine import describe  # noqa: E402
 from controller.triton.client import TritonClient  # noqa: E402
 from controller.triton.repository import ModelRepository  # noqa: E402
@@ -72,30 +72,8 @@ def main() -> int:
     serving = ServingManager(repository, admin)
     serving.deploy(spec, *variants[0])
 
-    stop = threading.Event()
-    latencies: list[list[float]] = [[] for _ in range(args.threads)]
-    failures = [0] * args.threads
-    errors: list[str] = []
-
-    def client_loop(index: int) -> None:
-        client = TritonClient(info.grpc_url, timeout_s=30)
-        batch = np.random.default_rng(index).random((1, 3, args.input_size, args.input_size), dtype=np.float32)
-        while not stop.is_set():
-            started = time.perf_counter()
-            try:
-                out = client.infer("cam0", batch)
-                if out.shape != (1, 6) or not np.all(np.isfinite(out)):
-                    raise ValueError(f"bad output {out.shape}")
-                latencies[index].append(time.perf_counter() - started)
-            except Exception as exc:
-                failures[index] += 1
-                if len(errors) < 5:
-                    errors.append(repr(exc))
-        client.close()
-
-    threads = [threading.Thread(target=client_loop, args=(i,), daemon=True) for i in range(args.threads)]
-    for thread in threads:
-        thread.start()
+    load = InferenceLoad(info.grpc_url, "cam0", args.input_size, args.threads)
+    load.start()
     load_seconds = []
     instance_changes = 0
     interval = args.seconds / (args.swaps + 1)
@@ -113,29 +91,22 @@ def main() -> int:
                   flush=True)
         time.sleep(max(0.0, started + args.seconds - time.monotonic()))
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=60)
+        load.stop()
         admin.close()
         server.stop()
 
-    all_ms = np.array([x for per in latencies for x in per]) * 1000.0
     summary = {
-        "requests": int(all_ms.size + sum(failures)),
-        "failed": int(sum(failures)),
+        **load.summary(),
         "swaps": len(load_seconds),
         "instance_changes": instance_changes,
-        "p50_ms": round(float(np.percentile(all_ms, 50)), 2) if all_ms.size else None,
-        "p99_ms": round(float(np.percentile(all_ms, 99)), 2) if all_ms.size else None,
-        "max_ms": round(float(all_ms.max()), 2) if all_ms.size else None,
         "load_s_median": round(float(np.median(load_seconds)), 3) if load_seconds else None,
         "threads": args.threads,
         "seconds": args.seconds,
         "input_size": args.input_size, "instances": "KIND_GPU" if args.gpu else "KIND_CPU",
         "machine": describe(),
     }
-    if errors:
-        print("first errors:", *errors, sep="\n  ")
+    if load.failures:
+        print("first errors:", *load.failures[:5], sep="\n  ")
     print(f"{summary['requests']} requests, {summary['failed']} failed, {summary['swaps']} swaps; "
           f"latency p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms, max {summary['max_ms']} ms; "
           f"median load {summary['load_s_median']} s")

@@ -225,6 +225,9 @@ class GpuResources(_Model):
     # training img/s per MPS share as bench/train_throughput.py writes it; default: linear in the share.
     # Read when the controller starts (it may name a path inside the controller's container).
     throughput_profile: ConfigPath | None = None
+    # each trainer's device memory, at most (MPS clients only: CUDA_MPS_PINNED_DEVICE_MEM_LIMIT): a job that
+    # needs more fails with out-of-memory in its own process, and can never take the memory Triton serves from
+    trainer_memory_mb: int | None = Field(None, ge=256, le=4_194_304)
 
     @model_validator(mode="after")
     def _devices_match_count(self) -> GpuResources:
@@ -237,6 +240,8 @@ class GpuResources(_Model):
                 )
             if len(set(self.devices)) != len(self.devices):
                 raise _LocatedError(("devices",), f"device indices must be unique, got {self.devices}")
+        if self.trainer_memory_mb is not None and not self.mps:
+            raise _LocatedError(("trainer_memory_mb",), "is an MPS client limit: it needs `mps: true`")
         return self
 
     @property

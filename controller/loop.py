@@ -18,6 +18,7 @@ trainers its predecessor left, reattaches to the embedded Triton, and resumes at
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -153,6 +154,9 @@ class Controller:
             from controller.gpu import env_for_share
 
             gpu_env = self.mps.env_for_share if self.mps is not None else env_for_share
+            limit_mb = getattr(self.config.resources, "trainer_memory_mb", None)
+            if limit_mb is not None and self.mps is not None:  # the limit is an MPS client setting
+                gpu_env = functools.partial(gpu_env, memory_limit_bytes=limit_mb * 2**20)
         self.pool = TrainerPool(self.layout.jobs_dir, cores=self.cores, gpu_env=gpu_env)
         from controller.inference_profile import measured_profile
 

@@ -77,6 +77,19 @@ def test_gpu_example_loads_for_an_h100_with_mps_and_the_default_grid() -> None:
 
 
 
+def test_trainer_memory_limit_is_an_mps_setting(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, MINIMAL + "resources: {mode: gpu, trainer_memory_mb: 4096}\n"))
+    assert cfg.resources.trainer_memory_mb == 4096
+    with pytest.raises(ConfigError, match=r"resources.trainer_memory_mb.*needs `mps: true`"):
+        load_config(write(tmp_path, MINIMAL + "resources: {mode: gpu, mps: false, trainer_memory_mb: 4096}\n"))
+    with pytest.raises(ConfigError, match=r"resources.trainer_memory_mb"):
+        load_config(write(tmp_path, MINIMAL + "resources: {mode: gpu, trainer_memory_mb: 10}\n"))
+    from controller.gpu import env_for_share
+
+    env = env_for_share(0.25, 1, pipe_dir=tmp_path, memory_limit_bytes=4096 * 2**20)
+    assert env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "0=4096M" and env["CUDA_VISIBLE_DEVICES"] == "1"
+
+
 def test_a_missing_throughput_profile_is_reported_with_its_key_when_the_controller_starts(tmp_path: Path) -> None:
     from controller.profiles_io import ProfileError, deployment_throughput
 

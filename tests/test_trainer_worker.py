@@ -20,6 +20,7 @@ from trainer.jobs import (
     EXIT_BAD_JOB,
     EXIT_BAD_MODEL,
     EXIT_OK,
+    EXIT_OOM,
     JobError,
     JobResult,
     TrainJob,
@@ -211,3 +212,35 @@ def test_fallback_thread_rule_leaves_a_core_for_serving(monkeypatch):
     assert cpu_threads(1.0) == 1  # a single core: one thread, never zero
     monkeypatch.setenv("EKYA_TRAINER_THREADS", "3")
     assert cpu_threads(0.1) == 3  # the controller's choice wins
+
+
+def test_running_out_of_memory_is_reported_and_leaves_no_model(tmp_path):
+    """A real allocation failure: the worker's address space is capped (RLIMIT_AS) a little above what its
+    imports take, and its job needs gigabytes (all layers of ResNet18 at 128 px on a batch of 512)."""
+    import resource
+
+    probe = subprocess.run([sys.executable, "-c", "import trainer.worker, torch, torchvision, numpy; "
+                            "print(open('/proc/self/status').read())"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=120, check=True)
+    peak_kb = next(int(line.split()[1]) for line in probe.stdout.splitlines() if line.startswith("VmPeak:"))
+    limit = peak_kb * 1024 + 700 * 2**20
+    n, size = 512, 128
+    rng = np.random.default_rng(0)
+    from trainer.streams.base import WindowData
+
+    WindowData(rng.integers(0, 255, (n, size, size, 3), dtype=np.uint8), rng.integers(0, 6, n), np.arange(n),
+               np.arange(n), np.arange(n, dtype=float)).save(tmp_path / "big.npz")
+    save_model(build_model("resnet18", input_size=size), tmp_path / "base.pt")
+    out = tmp_path / "out"
+    job = TrainJob(job_id="oom", camera="cam0", base_checkpoint=tmp_path / "base.pt", data=tmp_path / "big.npz",
+                   config=RetrainConfig(epochs=1, batch_size=n, layers="all"), share=0.5, device="cpu",
+                   output_dir=out)
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    p = subprocess.run([sys.executable, "-m", "trainer.worker", str(job.write(tmp_path / "job.json"))], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300, check=False, env=env,
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    assert p.returncode == EXIT_OOM, p.stderr[-2000:]
+    res = JobResult.model_validate_json((out / "result.json").read_text())
+    assert res.status == "failed" and res.exit_code == EXIT_OOM and "can't allocate memory" in res.message
+    assert res.checkpoint is None and not (out / "best.pt").exists()
+    assert not [f.name for f in out.iterdir() if f.suffix == ".tmp" or ".tmp" in f.name]  # nothing half-written

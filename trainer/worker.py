@@ -260,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         result = JobResult(job_id=job.job_id, status="failed", message=f"out of memory: {exc}",
                            exit_code=EXIT_OOM)
     except Exception as exc:  # noqa: BLE001 - report anything else as a failure, with its type
-        oom = "out of memory" in str(exc).lower()
+        # torch's CPU allocator raises a RuntimeError ("can't allocate memory"), CUDA's its own OOM type
+        oom = any(marker in str(exc).lower() for marker in ("out of memory", "can't allocate memory"))
         result = JobResult(job_id=job.job_id, status="failed", message=f"{type(exc).__name__}: {exc}",
                            exit_code=EXIT_OOM if oom else EXIT_FAILED)
     if result.status == "failed":
