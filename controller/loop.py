@@ -652,7 +652,8 @@ class Controller:
             entry["decision"] = f"trainer failed: {result.message}"
             log.error("%s: trainer %s failed: %s", name, record.job_id, result.message)
             return
-        if record.predicted_accuracy is not None and result.best_val_accuracy is not None:
+        if record.predicted_accuracy is not None and result.best_val_accuracy is not None and result.status == "ok":
+            # (a job stopped at the window's end ran part of its epochs: not an outcome of its prediction)
             self.ledger.record(Outcome(name, record.window, record.config, record.predicted_accuracy,
                                        result.best_val_accuracy, record.predicted_seconds or 0.0,
                                        result.seconds * self.throughput(record.share)))  # whole-device seconds
