@@ -81,7 +81,8 @@ class WindowContext:
     finished: set[str] = field(default_factory=set)
     started_jobs: set[str] = field(default_factory=set)
     redistributed: set[str] = field(default_factory=set)  # finished cameras whose share was handed on
-    trials: dict[str, tuple[object, float]] = field(default_factory=dict)  # camera -> profiler's best trial model
+    trials: dict[str, tuple[object, float, str | None]] = field(default_factory=dict)  # camera -> best trial
+    # (model, held-out accuracy, the profile run that trained it)
     cost_scale: float = 1.0  # predicted job costs were multiplied by this for the plan (the ledger's)
 
 
@@ -402,7 +403,7 @@ class Controller:
             result = self._profile(name, model, train, test)
             cam.serving_accuracy = result.start_accuracy
             if self._trial_wins(result):
-                context.trials[name] = (result.trial_model, result.trial_accuracy)
+                context.trials[name] = (result.trial_model, result.trial_accuracy, result.trial_kind)
         pruner = self._pruner(name)
         pruner.observe(result.options, result.start_accuracy)
         pruner.end_window()
@@ -504,7 +505,7 @@ class Controller:
                     continue
                 entry = record.cameras.setdefault(name, {}) if record else {}
                 served = self._serve_trial(name, profile.trial_model, profile.trial_accuracy,
-                                           profile.start_accuracy, window, entry, "ahead_")
+                                           profile.start_accuracy, window, entry, "ahead_", profile.trial_kind)
                 if served is not None:
                     ahead.versions.add(served)
                     if self.window is not None and self.window.window == window:
@@ -681,16 +682,16 @@ class Controller:
         if context is None:
             return
         state = self._state
-        gains = {name: acc - (state.cameras[name].serving_accuracy or 0.0) for name, (_, acc) in context.trials.items()}
+        gains = {name: acc - (state.cameras[name].serving_accuracy or 0.0) for name, (_, acc, _) in context.trials.items()}
         record = state.record_for(context.window)
         for name in sorted(gains, key=gains.get, reverse=True):
-            model, accuracy = context.trials.pop(name)
+            model, accuracy, kind = context.trials.pop(name)
             entry = record.cameras.setdefault(name, {}) if record else {}
             self._serve_trial(name, model, accuracy, state.cameras[name].serving_accuracy or 0.0,
-                              context.window - 1, entry)
+                              context.window - 1, entry, kind=kind)
 
     def _serve_trial(self, name: str, model, accuracy: float, old: float, data_window: int, entry: dict,
-                     prefix: str = "") -> int | None:
+                     prefix: str = "", kind: str | None = None) -> int | None:
         from trainer.models import save_model
 
         with tempfile.TemporaryDirectory(dir=self.layout.root) as tmp:
@@ -699,9 +700,11 @@ class Controller:
         if version is not None:
             entry[f"{prefix}trial_accuracy"] = accuracy
             entry[f"{prefix}trial_serving_accuracy"] = old
+            entry[f"{prefix}trial_kind"] = kind
             entry[f"{prefix}trial_decision"] = (f"served the profiler's trial model v{version} "
-                                                f"({accuracy:.3f} > {old:.3f})")
-            log.info("%s: serving the profiler's trial model v%d (%.3f > %.3f)", name, version, accuracy, old)
+                                                f"({accuracy:.3f} > {old:.3f}, trained as {kind})")
+            log.info("%s: serving the profiler's trial model v%d (%.3f > %.3f, trained as %s)", name, version,
+                     accuracy, old, kind)
         return version
 
     def _serve(self, name: str, checkpoint: Path, accuracy: float, data_window: int, entry: dict,

@@ -56,6 +56,7 @@ class CameraProfile:
     seconds: float
     trial_model: object | None = None  # the best trial run's model (a CropClassifier) and its held-out accuracy
     trial_accuracy: float | None = None
+    trial_kind: str | None = None  # the profile run that trained it (e.g. "head-h64": configs sharing a run)
 
 
 def profile_camera(
@@ -87,7 +88,7 @@ def profile_camera(
         groups.setdefault(run_key(config), []).append(config)
     runs: list[ProfileRun] = []
     profiles: list[MicroProfile] = []
-    trial_model, trial_accuracy = None, None
+    trial_model, trial_accuracy, trial_kind = None, None, None
     for key, members in groups.items():
         spent = time.monotonic() - started
         if runs and spent >= budget_seconds:  # the first kind is always profiled: never zero options
@@ -108,7 +109,7 @@ def profile_camera(
             accs.append(trainer.evaluate(test))
         accuracies = tuple(accs)
         if accs and (trial_accuracy is None or accs[-1] > trial_accuracy):
-            trial_model, trial_accuracy = candidate, accs[-1]
+            trial_model, trial_accuracy, trial_kind = candidate, accs[-1], key
         per_epoch, setup = _epoch_cost(epoch_seconds, trainer.caches_features)
         run = ProfileRun(key, start_accuracy, accuracies, per_epoch, setup)
         runs.append(run)
@@ -127,7 +128,7 @@ def profile_camera(
     options = predict_options(profiles, throughput)
     assert start_accuracy is not None  # the first kind is always profiled
     return CameraProfile(camera, start_accuracy, runs, options, time.monotonic() - started, trial_model,
-                         trial_accuracy)
+                         trial_accuracy, trial_kind)
 
 
 def _epoch_cost(epoch_seconds: list[float], caches_features: bool) -> tuple[float, float]:
