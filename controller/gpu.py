@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -35,8 +35,10 @@ __all__ = [
     "MpsDaemon",
     "MpsError",
     "check_free_memory",
+    "choose_training_device",
     "describe",
     "env_for_share",
+    "free_memory_bytes",
     "gpu_count",
     "gpu_inventory",
     "mps_thread_percentage",
@@ -165,18 +167,40 @@ class GpuMemoryError(RuntimeError):
     """A GPU does not have the free memory a job needs (checked before the job starts)."""
 
 
+def free_memory_bytes(device_index: int) -> int | None:
+    """A GPU's free memory through NVML; None where NVML cannot read it (no driver, no such index)."""
+    found = gpu_inventory([device_index])
+    return found[0].memory_free_bytes if found else None
+
+
 def check_free_memory(device_index: int, required_bytes: int) -> int:
     """Return the device's free memory; raise GpuMemoryError if below `required_bytes` or unreadable."""
-    found = gpu_inventory([device_index])
-    if not found:
+    free = free_memory_bytes(device_index)
+    if free is None:
         reason = nvml_error() or f"no GPU with index {device_index}"
         raise GpuMemoryError(f"cannot read GPU {device_index}'s memory through NVML ({reason})")
-    free = found[0].memory_free_bytes
     if free < required_bytes:
         raise GpuMemoryError(
             f"GPU {device_index} has {free / 2**30:.2f} GiB free, the job needs {required_bytes / 2**30:.2f} GiB"
         )
     return free
+
+
+def choose_training_device(planned: int, devices: Sequence[int], required_bytes: int,
+                           free_bytes: Callable[[int], int | None] = free_memory_bytes) -> int:
+    """The GPU a trainer starts on: the plan's where it has `required_bytes` free, else the deployment's
+    GPU with the most free memory that has; GpuMemoryError where none has (the job is not started, so it
+    cannot take memory that serving needs). A GPU NVML cannot read is taken as planned: the worker checks
+    again through CUDA before it trains."""
+    free = free_bytes(planned)
+    if free is None or free >= required_bytes:
+        return planned
+    readable = {d: f for d in devices if d != planned and (f := free_bytes(d)) is not None}
+    fits = [d for d, f in readable.items() if f >= required_bytes]
+    if fits:
+        return max(fits, key=lambda d: readable[d])
+    seen = ", ".join(f"GPU {d} {f / 2**20:.0f} MiB" for d, f in sorted({planned: free, **readable}.items()))
+    raise GpuMemoryError(f"no GPU has the {required_bytes / 2**20:.0f} MiB free a trainer needs ({seen} free)")
 
 
 # ------------------------------------------------------------------------------------------------ MPS

@@ -57,6 +57,7 @@ from controller.triton.server import TritonServer, new_admin_key_file
 from controller.triton.serving import PublishError, ServingManager
 from controller.triton.spec import ModelSpec
 from trainer.configs import RetrainConfig
+from trainer.jobs import TRAINER_MIN_FREE_MEMORY_MB
 from trainer.streams.base import WindowData
 
 log = logging.getLogger(__name__)
@@ -606,8 +607,25 @@ class Controller:
         job_id = f"{name}-w{context.window}-{config_name}-{int(time.time() * 1000) % 10**8}"
         device = "cpu"
         if self.gpu:
+            from controller.gpu import GpuMemoryError, choose_training_device
+
             devices = self.config.resources.device_indices
-            device = f"cuda:{devices[device_index] if device_index is not None and device_index < len(devices) else devices[0]}"
+            planned = devices[device_index] if device_index is not None and device_index < len(devices) else devices[0]
+            try:
+                physical = choose_training_device(planned, devices, TRAINER_MIN_FREE_MEMORY_MB * 2**20)
+            except GpuMemoryError as exc:  # not started: the camera keeps serving its model this window
+                context.started_jobs.add(name)
+                self._state.trainer_failures += 1
+                self.metrics.record_trainer_failure(name, "oom")
+                window_record = self._state.record_for(context.window)
+                if window_record is not None:
+                    window_record.cameras.setdefault(name, {})["decision"] = f"trainer not started: {exc}"
+                log.error("%s: trainer for %s not started: %s", name, config_name, exc)
+                return
+            if physical != planned:
+                log.warning("%s: GPU %d has too little free memory for a trainer; it starts on GPU %d",
+                            name, planned, physical)
+            device = f"cuda:{physical}"
         record = self.pool.launch(job_id=job_id, camera=name, window=context.window, config=config,
                                   base_checkpoint=Path(cam.serving_checkpoint), data=train, validation=test,
                                   share=share, device=device,

@@ -86,6 +86,36 @@ def test_inventory_on_a_gpu_machine() -> None:  # pragma: no cover - runs on the
     assert gpu.check_free_memory(0, 1) > 0
     with pytest.raises(GpuMemoryError):
         gpu.check_free_memory(0, gpus[0].memory_total_bytes * 2)
+    assert gpu.choose_training_device(0, [0], 2**20) == 0  # real NVML: a MiB is free
+    with pytest.raises(GpuMemoryError, match="no GPU has"):
+        gpu.choose_training_device(0, [0], gpus[0].memory_total_bytes * 2)
+
+
+@no_gpu_only
+def test_a_trainer_starts_where_planned_when_nvml_cannot_read_the_gpu() -> None:
+    # The worker checks again through CUDA; the controller does not refuse a job for want of NVML.
+    assert gpu.free_memory_bytes(0) is None
+    assert gpu.choose_training_device(1, [0, 1], 2**30) == 1
+
+
+MiB = 2**20
+
+
+@pytest.mark.parametrize(("free", "planned", "chosen"), [
+    ({0: 4096 * MiB, 1: 8192 * MiB}, 0, 0),           # the plan's GPU has room: kept
+    ({0: 512 * MiB, 1: 2048 * MiB, 2: 3072 * MiB}, 0, 2),  # full: the GPU with the most free memory
+    ({0: 512 * MiB, 1: None, 2: 1536 * MiB}, 0, 2),    # an unreadable GPU is not a candidate to move to
+    ({0: 1024 * MiB}, 0, 0),                           # exactly enough
+])
+def test_the_trainer_device_is_the_plans_unless_it_lacks_memory(
+        free: dict[int, int | None], planned: int, chosen: int) -> None:
+    assert gpu.choose_training_device(planned, sorted(free), 1024 * MiB, free.get) == chosen
+
+
+def test_no_gpu_with_room_means_no_trainer_and_says_what_each_has() -> None:
+    free = {0: 300 * MiB, 1: 900 * MiB}
+    with pytest.raises(GpuMemoryError, match=r"1024 MiB free a trainer needs \(GPU 0 300 MiB, GPU 1 900 MiB free\)"):
+        gpu.choose_training_device(1, [0, 1], 1024 * MiB, free.get)
 
 
 # --------------------------------------------------------------------------------------- environments

@@ -31,6 +31,9 @@ STATE_FILE = "state.pt"      # resumable training state (model, optimizer, epoch
 BEST_FILE = "best.pt"        # best model so far (a trainer.models checkpoint)
 STOP_FILE = "STOP"           # create it to ask the worker to stop
 JOB_FILE = "job.json"
+# A GPU trainer does not start on a device with less free memory: the controller checks through NVML
+# before it launches one, the worker again through CUDA before it trains.
+TRAINER_MIN_FREE_MEMORY_MB = 1024
 
 
 class JobError(ValueError):
@@ -54,7 +57,7 @@ class TrainJob(BaseModel):
     output_dir: Path
     seed: int = 0
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    min_free_memory_mb: int = Field(1024, ge=0, description="GPU: refuse to start with less free memory")
+    min_free_memory_mb: int = Field(TRAINER_MIN_FREE_MEMORY_MB, ge=0, description="GPU: refuse to start with less free memory")
 
     @field_validator("job_id")
     @classmethod
