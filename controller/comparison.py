@@ -170,7 +170,10 @@ def trainer_jobs(run: SchedulerRun) -> list[dict]:
             rows.append({"window": record["window"], "camera": camera, "config": entry.get("config"),
                          "share": entry["job_share"], "status": entry.get("job_status"),
                          "planned_seconds": planned, "seconds": actual, "img_per_s": entry.get("img_per_s"),
-                         "actual_vs_planned": round(actual / planned, 2) if planned and actual else None})
+                         "actual_vs_planned": round(actual / planned, 2) if planned and actual else None,
+                         # the job's fixed latency: worker start-up, and the new model's export and load
+                         "startup_seconds": entry.get("startup_seconds"),
+                         "publish_seconds": entry.get("publish_seconds")})
     return rows
 
 
@@ -180,14 +183,15 @@ def render_trainers(runs: list[SchedulerRun]) -> None:
 
     table = Table(title="retraining jobs against the planner (wall seconds at the job's share)")
     for column in ("scheduler", "window", "camera", "config", "share", "planned s", "actual s", "actual/planned",
-                   "img/s"):
+                   "img/s", "start-up s", "publish s"):
         table.add_column(column, justify="left" if column in ("scheduler", "camera", "config") else "right")
     for run in runs:
         for row in trainer_jobs(run):
             table.add_row(run.scheduler, str(row["window"]), row["camera"], str(row["config"]), f"{row['share']:.3f}",
                           *["-" if row[k] is None else f"{row[k]:.1f}" for k in ("planned_seconds", "seconds")],
                           "-" if row["actual_vs_planned"] is None else f"{row['actual_vs_planned']:.2f}",
-                          "-" if row["img_per_s"] is None else f"{row['img_per_s']:.0f}")
+                          "-" if row["img_per_s"] is None else f"{row['img_per_s']:.0f}",
+                          *["-" if row[k] is None else f"{row[k]:.1f}" for k in ("startup_seconds", "publish_seconds")])
     Console().print(table)
 
 

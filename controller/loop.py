@@ -655,7 +655,8 @@ class Controller:
         entry = window_record.cameras.setdefault(name, {}) if window_record else {}
         entry.update({"job": record.job_id, "job_status": result.status, "retrained_accuracy": result.best_val_accuracy,
                       "train_seconds": round(result.seconds, 1), "epochs_done": result.epochs_done,
-                      "job_share": round(record.share, 4), "img_per_s": result.img_per_s})
+                      "job_share": round(record.share, 4), "img_per_s": result.img_per_s,
+                      "startup_seconds": item.startup_seconds})
         if record.predicted_seconds and result.status == "ok":
             # The planner's wall time for the job at its share (its throughput curve), against the worker's own.
             entry["planned_train_seconds"] = round(throughput_time(record.predicted_seconds * record.cost_scale,
@@ -731,6 +732,7 @@ class Controller:
         data_window). Returns its version, or None when publishing failed and the old model still serves."""
         state = self._state
         cam = state.cameras[name]
+        started = time.monotonic()
         try:
             version = self._publish_checkpoint(name, checkpoint)
         except (PublishError, Exception) as exc:  # any failure keeps the old model serving
@@ -746,6 +748,7 @@ class Controller:
         # window's data (measured when that window closes) it gives the drift forecast a fresh estimate
         cam.record_accuracy(data_window, version, accuracy)
         entry[f"{prefix}published_version"] = version
+        entry[f"{prefix}publish_seconds"] = round(time.monotonic() - started, 2)  # export, check, Triton load
         entry[f"{prefix}published_at_s"] = round(time.time() - (self.window.started if self.window else time.time()), 1)
         self._observe(name)
         return version

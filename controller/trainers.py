@@ -37,6 +37,9 @@ PUBLISH_SECONDS = 2.0
 class Finished:
     record: JobRecord
     result: JobResult
+    # From launch to the worker's first event (its data, model and device ready; the serving model scored),
+    # None where it never got there: the start-up part of a job's fixed latency.
+    startup_seconds: float | None = None
 
 
 class TrainerPool:
@@ -73,13 +76,14 @@ class TrainerPool:
         job = TrainJob(job_id=job_id, camera=camera, base_checkpoint=base_checkpoint, data=data,
                        validation=validation, config=config, share=min(1.0, max(share, 1e-3)),
                        device=worker_device, output_dir=output_dir)
+        launched = time.time()
         handle = start_worker(job, env, warm=self.warm)
         if self.cycler is not None:
             progress = output_dir / PROGRESS_FILE  # the worker's first event: start-up is over
             self.cycler.set_share(handle.pid, share, threads, ready=progress.is_file)
         record = JobRecord(job_id=job_id, camera=camera, config=config.name, window=window, pid=handle.pid,
                            job_dir=str(output_dir), share=share, threads=threads, device=device,
-                           started_at=time.time(), predicted_accuracy=predicted_accuracy,
+                           started_at=launched, predicted_accuracy=predicted_accuracy,
                            predicted_seconds=predicted_seconds, cost_scale=cost_scale)
         self.handles[job_id] = handle
         self.records[job_id] = record
@@ -146,7 +150,9 @@ class TrainerPool:
         self._stopping.discard(job_id)
         record = self.records.pop(job_id)
         del self.handles[job_id]
-        return Finished(record, result)
+        first = next((e for e in handle.events if e.get("event") in ("start", "resume") and "time" in e), None)
+        startup = None if first is None else round(max(0.0, float(first["time"]) - record.started_at), 2)
+        return Finished(record, result, startup)
 
     def running(self) -> list[JobRecord]:
         return list(self.records.values())

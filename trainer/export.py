@@ -34,7 +34,9 @@ class ExportResult:
 
 def export_onnx(model: CropClassifier, path: str | os.PathLike[str], input_size: int | None = None, *,
                 opset: int = 17, tolerance: float = 1e-3, probe_batch: int = 5, seed: int = 0) -> ExportResult:
-    """Export `model` (on CPU, float32, eval mode; the caller's model is not modified)."""
+    """Export `model` (on CPU, float32, eval mode; the caller's model is not modified). The file is kept
+    only if onnxruntime's outputs on a probe batch match PyTorch's within `tolerance` (relative to the
+    largest logit when that is above 1)."""
     import onnxruntime as ort
 
     size = int(input_size or model.meta.input_size)
@@ -44,6 +46,12 @@ def export_onnx(model: CropClassifier, path: str | os.PathLike[str], input_size:
     probe = torch.rand(probe_batch, 3, size, size, generator=gen)  # a different batch size than traced
     with torch.no_grad():
         expected = m(probe).numpy()
+    if not np.isfinite(expected).all():
+        raise ExportError("the model's outputs are not finite (diverged weights): nothing to serve")
+    # Float32 rounding grows with the logits' size: a model whose running statistics lag its weights (a
+    # short, unstable training run) can reach logits of 1e14 on random probes, where 1e-3 absolute
+    # is below float32's resolution. Within `tolerance` of the largest logit, or absolutely below 1.
+    limit = tolerance * max(1.0, float(np.abs(expected).max()))
     diff = [float("nan")]
 
     def write(tmp: Path) -> None:
@@ -57,8 +65,8 @@ def export_onnx(model: CropClassifier, path: str | os.PathLike[str], input_size:
         if got.shape != expected.shape:
             raise ExportError(f"ONNX output shape {got.shape} != PyTorch {expected.shape}")
         diff[0] = float(np.abs(got - expected).max())
-        if not diff[0] <= tolerance:
-            raise ExportError(f"ONNX output differs from PyTorch by {diff[0]:.2e} (> {tolerance:.0e})")
+        if not diff[0] <= limit:
+            raise ExportError(f"ONNX output differs from PyTorch by {diff[0]:.2e} (> {limit:.1e})")
 
     out = atomic_write(path, write)
     return ExportResult(out, size, diff[0])
