@@ -3,8 +3,9 @@ retraining options through the pure planner code (curve fitting, extrapolation, 
 
 Configs that differ only in epochs and data fraction share one run (those two are extrapolated), so the
 default 18-config grid costs 2 runs per camera. Runs go in the grid's order (pruning removes the kinds
-that kept losing) and stop when the profiling budget is spent (the first kind always runs, so a camera never ends up with no
-options); configs never profiled in a window are not offered to the planner that window (it cannot
+that kept losing); a kind whose run would overrun the profiling budget (predicted from one crop's forward
+pass, timed on the start accuracy) is not started (the first kind always runs, so a camera never ends up
+with no options); configs never profiled in a window are not offered to the planner that window (it cannot
 predict them), which the pruning state records. Seconds per epoch count the training passes only (the
 per-epoch validation is profiling overhead, not part of a config's cost). Head-only runs compute the
 frozen backbone's features of the sample and of the validation set once (the trainer caches them) and
@@ -89,17 +90,26 @@ def profile_camera(
     runs: list[ProfileRun] = []
     profiles: list[MicroProfile] = []
     trial_model, trial_accuracy, trial_kind = None, None, None
+    forward_per_crop: float | None = None  # seconds of one crop's forward pass, from the start accuracy
+    n_test = test.num_labelled
+    skipped = 0
     for key, members in groups.items():
         spent = time.monotonic() - started
-        if runs and spent >= budget_seconds:  # the first kind is always profiled: never zero options
-            log.info("%s: profiling budget %.1fs spent; %d config kinds not profiled", camera, budget_seconds,
-                     len(groups) - len(runs))
-            break
         probe_config = members[0].model_copy(update={"epochs": epochs, "subsample": 1.0})
+        if runs:  # the first kind is always profiled: never zero options
+            predicted = (float("inf") if forward_per_crop is None else
+                         predicted_run_seconds(probe_config, forward_per_crop, len(sample), n_test))
+            if spent + predicted > budget_seconds:
+                # A slow CPU must not spend most of a window profiling: a kind that cannot finish within
+                # the budget is not started (a cheaper one after it may still be).
+                skipped += 1
+                continue
         candidate = copy.deepcopy(model)
         trainer = Trainer(candidate, sample, probe_config, device=device)
         if start_accuracy is None:  # the untrained copy: a head-only run reuses these features every epoch
+            t_forward = time.perf_counter()
             start_accuracy = trainer.serving_accuracy(test)
+            forward_per_crop = (time.perf_counter() - t_forward) / max(1, n_test)
         accs: list[float] = []
         epoch_seconds: list[float] = []
         for _ in range(epochs):
@@ -125,10 +135,23 @@ def profile_camera(
                 profile_fraction=fraction,
                 profile_share=profile_share,
             ))
+    if skipped:
+        log.info("%s: profiling budget %.1fs: %d of %d config kinds not profiled (they would not finish in it)",
+                 camera, budget_seconds, skipped, len(groups))
     options = predict_options(profiles, throughput)
     assert start_accuracy is not None  # the first kind is always profiled
     return CameraProfile(camera, start_accuracy, runs, options, time.monotonic() - started, trial_model,
                          trial_accuracy, trial_kind)
+
+
+def predicted_run_seconds(config: RetrainConfig, forward_per_crop: float, n_sample: int, n_test: int) -> float:
+    """A profile run's wall time before it starts, from one crop's forward pass: a head-only run costs
+    about one forward pass over its sample (features computed once; the test set's were computed for
+    the start accuracy); a run that trains the backbone costs, per epoch, a training pass over the sample
+    (forward and backward: about 3 forward passes) and a forward pass over the test set."""
+    if config.layers == "head":
+        return forward_per_crop * n_sample
+    return config.epochs * forward_per_crop * (3 * n_sample + n_test)
 
 
 def _epoch_cost(epoch_seconds: list[float], caches_features: bool) -> tuple[float, float]:

@@ -103,6 +103,35 @@ def test_tiny_budget_profiles_fewer_kinds(window, model) -> None:
     assert [o.config for o in prof.options] == [c.name for c in configs if run_key(c) == first]
 
 
+def test_a_kind_that_would_overrun_the_budget_is_not_started(window, model) -> None:
+    # On a slow CPU an all-layers run can take most of a window; it is predicted from one crop's forward
+    # pass and skipped where it cannot finish, while a cheap kind after it is still profiled.
+    train, test = window
+    head, all_layers, wide_head = (RetrainConfig(layers="head", hidden=16, epochs=2),
+                                   RetrainConfig(layers="all", hidden=32, epochs=2),
+                                   RetrainConfig(layers="head", hidden=64, epochs=2))
+    full = profile_camera(model, train, test, [head, all_layers, wide_head], subsample=1.0, epochs=2)
+    assert [r.key for r in full.runs] == [run_key(c) for c in (head, all_layers, wide_head)]
+    t0 = time.monotonic()
+    profile_camera(model, train, test, [head], subsample=1.0, epochs=2)
+    head_seconds = time.monotonic() - t0
+    # the head run fits the budget with the wide head's after it; the all-layers run (two training
+    # passes of forward and backward, about 3x the head run's one forward pass each) does not
+    bounded = profile_camera(model, train, test, [head, all_layers, wide_head], subsample=1.0, epochs=2,
+                             budget_seconds=2.5 * head_seconds)
+    assert [r.key for r in bounded.runs] == [run_key(head), run_key(wide_head)]
+    assert {o.config for o in bounded.options} == {head.name, wide_head.name}
+
+
+def test_predicted_run_seconds() -> None:
+    from controller.microprofiler import predicted_run_seconds
+
+    head = RetrainConfig(layers="head", hidden=64, epochs=5)
+    assert predicted_run_seconds(head, 0.01, 100, 50) == pytest.approx(1.0)  # one forward pass of the sample
+    every = RetrainConfig(layers="all", hidden=64, epochs=5)
+    assert predicted_run_seconds(every, 0.01, 100, 50) == pytest.approx(5 * 0.01 * 350)
+
+
 def test_epoch_time_excludes_validation(window, model, monkeypatch: pytest.MonkeyPatch) -> None:
     from trainer import training
 
