@@ -12,10 +12,11 @@ import pytest
 def test_overlapping_runs_of_a_job_are_skipped_quietly(caplog: pytest.LogCaptureFixture) -> None:
     # A job still running when its next run comes is skipped (max_instances=1), as the micro-profiler's
     # is during a window on a slow CPU: APScheduler's warning for it must not reach the console.
-    import controller.service  # noqa: F401 - installs the filter
     from apscheduler.events import EVENT_JOB_MAX_INSTANCES
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.triggers.interval import IntervalTrigger
+
+    import controller.service  # noqa: F401 - installs the filter
 
     skipped, running = [], threading.Event()
 

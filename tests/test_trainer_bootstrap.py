@@ -19,6 +19,7 @@ def test_bootstrap_trains_caches_and_reuses(tmp_path):
     assert first.edge_models["cam0"] == first.edge_models["cam1"]  # one shared model, as the original
     edge, golden = load_model(first.edge_models["cam0"]), load_model(first.golden_model)
     assert edge.meta.family == "shufflenet_v2_x0_5" and edge.meta.extra["role"] == "edge"
+    assert edge.meta.extra["lr_schedule"] == golden.meta.extra["lr_schedule"] == "cosine"
     assert golden.meta.family == "resnet34" and golden.meta.hidden == 1024
     assert 0.0 <= first.accuracy["golden"] <= 1.0
     again = bootstrap(cams, TINY, tmp_path, progress=False)

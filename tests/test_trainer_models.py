@@ -167,3 +167,13 @@ def test_export_refuses_a_model_with_non_finite_outputs(tmp_path):
     with pytest.raises(ExportError, match="not finite"):
         export_onnx(m, tmp_path / "model.onnx")
     assert not list(tmp_path.iterdir())  # nothing left behind
+
+
+def test_cosine_learning_rate_decays_epoch_by_epoch():
+    spec = CameraStreamSpec(name="t", seed=5, crop_size=16, window_seconds=10)
+    w = generate_window(spec, 0)
+    config = RetrainConfig(epochs=4, layers="head", hidden=16, lr=0.02)
+    constant = train(build_model("resnet18", hidden=16, input_size=16), w, config)
+    assert [h.lr for h in constant.history] == [0.02] * 4
+    cosine = train(build_model("resnet18", hidden=16, input_size=16), w, config, cosine_lr=True)
+    assert [h.lr for h in cosine.history] == pytest.approx([0.02, 0.02 * 0.8536, 0.01, 0.02 * 0.1464], rel=1e-3)

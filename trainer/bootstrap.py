@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from trainer.atomic import atomic_write_json
 from trainer.streams.synthetic import CameraStreamSpec
 
-CACHE_VERSION = 2  # bump when training code changes what a cached model would be
+CACHE_VERSION = 3  # bump when training code changes what a cached model would be (3: cosine learning rate)
 DEFAULT_CACHE_DIR = Path(".ekya/models")
 
 
@@ -167,10 +167,10 @@ def _fit(label: str, family: str, hidden: int, input_size: int, train: Any, val:
     model = build_model(family, hidden, input_size, seed=s.seed)
     config = RetrainConfig(epochs=epochs, layers="all", hidden=hidden, lr=lr, batch_size=s.batch_size)
     task = prog.add(f"{label}: {family} {input_size}px, {len(train)} crops", epochs)
-    result = run_training(model, train, config, val=val, device=device, seed=s.seed,
+    result = run_training(model, train, config, val=val, device=device, seed=s.seed, cosine_lr=True,
                           callback=lambda st: prog.advance(task, st.val_accuracy))
     acc = float(result.best_val_accuracy or 0.0)
-    save_model(model.cpu(), path, **extra, val_accuracy=acc)
+    save_model(model.cpu(), path, **extra, val_accuracy=acc, lr_schedule="cosine")
     return path, acc
 
 
