@@ -194,6 +194,9 @@ class CameraClient:
             first = 0 if known is None else max(0, known.window_at(time.time()))
             upcoming[(first, first_window_seconds)] = _Prefetch(
                 f"{self.name}-frames", self.source.window, first, first_window_seconds)
+        from controller.triton.client import TritonClient
+
+        TritonClient.preload()  # while the controller starts, not at window 0's first frames (they'd be late)
         directive = self.wait_for_directive(stop, directive_timeout_s)
         _ = self.triton_url  # resolved now: a failure to find the server is an error, not a failed request
         window = max(0, directive.window_at(time.time()))

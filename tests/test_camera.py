@@ -27,6 +27,7 @@ class SlowSource:
         self.slow_s = slow_s
         self.first_too = first_too  # the first window is slow to make as well
         self.made: list[tuple[int, float]] = []  # (window, when it was asked for)
+        self.ready: dict[int, threading.Event] = {}  # set once a window's frames are made
 
     @property
     def fps(self) -> float:
@@ -39,7 +40,9 @@ class SlowSource:
         self.made.append((window, time.time()))
         if window > 0 or self.first_too:
             time.sleep(self.slow_s)
-        return generate_window(SPEC, window)
+        data = generate_window(SPEC, window)
+        self.ready.setdefault(window, threading.Event()).set()
+        return data
 
 
 def _client(tmp_path: Path, source: SlowSource) -> tuple[CameraClient, CameraDirective]:
@@ -78,7 +81,12 @@ def test_first_window_is_made_while_waiting_for_the_controller(tmp_path: Path) -
     runner = threading.Thread(target=lambda: result.append(client.run(
         threading.Event(), max_windows=1, first_window_seconds=SPEC.window_seconds, directive_timeout_s=20)))
     runner.start()
-    time.sleep(1.6)  # the controller starts meanwhile; its first directive opens window 0 right away
+    # The controller starts meanwhile (longer than the window takes to make, on a busy machine too); its
+    # first directive opens window 0 right away.
+    deadline = time.monotonic() + 30
+    while not (0 in source.ready and source.ready[0].is_set()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.1)
     directive = CameraDirective(t0=time.time(), window_seconds=SPEC.window_seconds)
     layout.directive_file("cam").parent.mkdir(parents=True, exist_ok=True)
     write_directive(layout.directive_file("cam"), directive)

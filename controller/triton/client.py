@@ -69,6 +69,12 @@ class TritonClient:
         except Exception:
             return False
 
+    @staticmethod
+    def preload() -> None:
+        """Import the gRPC client library now (a few tenths of a second on a small CPU), so that the first
+        client made later, at a camera's first frame say, does not pay for it."""
+        import tritonclient.grpc  # noqa: F401
+
     # -- inference -------------------------------------------------------------------------------
     def infer(
         self,
