@@ -74,6 +74,11 @@ def test_a_stop_does_not_wait_for_frames_being_made(tmp_path: Path) -> None:
 
 
 def test_first_window_is_made_while_waiting_for_the_controller(tmp_path: Path) -> None:
+    # The process's first gRPC call (here to a closed port) has taken up to 2 s on a cold 2-core CI box,
+    # which would make window 0's frames late for a reason this test is not about: pay it first.
+    from controller.triton.client import TritonClient
+
+    TritonClient(f"127.0.0.1:{free_port()}", timeout_s=0.2).server_ready()
     source = SlowSource(slow_s=1.5, first_too=True)
     layout = DataLayout(tmp_path)
     client = CameraClient("cam", source, layout, lambda: f"127.0.0.1:{free_port()}", request_timeout_s=0.2)
