@@ -23,6 +23,7 @@ import yaml
 
 from controller.config import DeploymentConfig, parse_config
 from controller.layout import DataLayout
+from controller.reconcile.records import WindowRecord
 from trainer.atomic import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ class SchedulerRun:
     failed_swaps: int = 0
     trainer_failures: int = 0
     seconds: float = 0.0
-    history: list[dict] = field(default_factory=list)
+    history: list[WindowRecord] = field(default_factory=list)
     inferred_crops: int = 0  # answered by Triton, all cameras and windows
     streamed_seconds: float = 0.0  # windows x window length
     latency_ms_p50: list[float] = field(default_factory=list)  # per camera and window
@@ -125,7 +126,7 @@ def run_scheduler(raw: dict, base_dir: Path, work_dir: Path, scheduler: str, win
     state = controller.state
     if state is not None:
         run.swaps, run.failed_swaps, run.trainer_failures = state.swaps, state.failed_swaps, state.trainer_failures
-        run.history = [record.model_dump() for record in state.history]
+        run.history = list(state.history)
     return run
 
 
@@ -163,17 +164,18 @@ def trainer_jobs(run: SchedulerRun) -> list[dict]:
     micro-profiled cost through the throughput curve) against the worker's, and the worker's img/s."""
     rows = []
     for record in run.history:
-        for camera, entry in sorted(record.get("cameras", {}).items()):
-            if "job" not in entry or "job_share" not in entry:
+        for camera, entry in sorted(record.cameras.items()):
+            job = entry.job
+            if job is None:
                 continue
-            planned, actual = entry.get("planned_train_seconds"), entry.get("train_seconds")
-            rows.append({"window": record["window"], "camera": camera, "config": entry.get("config"),
-                         "share": entry["job_share"], "status": entry.get("job_status"),
-                         "planned_seconds": planned, "seconds": actual, "img_per_s": entry.get("img_per_s"),
+            planned, actual = job.planned_train_seconds, job.train_seconds
+            rows.append({"window": record.window, "camera": camera, "config": job.config,
+                         "share": job.share, "status": job.status,
+                         "planned_seconds": planned, "seconds": actual, "img_per_s": job.img_per_s,
                          "actual_vs_planned": round(actual / planned, 2) if planned and actual else None,
                          # the job's fixed latency: worker start-up, and the new model's export and load
-                         "startup_seconds": entry.get("startup_seconds"),
-                         "publish_seconds": entry.get("publish_seconds")})
+                         "startup_seconds": job.startup_seconds,
+                         "publish_seconds": entry.retrained.publish_seconds if entry.retrained else None})
     return rows
 
 

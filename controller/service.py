@@ -1,10 +1,11 @@
-"""Running the controller: APScheduler drives the window tick, the trainer monitor, the labeller that
-golden-labels the open window's spooled frames as they arrive and, if configured, the micro-profiler's
-run shortly before each window closes.
+"""Running the controller: APScheduler drives the reconcile step, the labeller that golden-labels the
+open window's spooled frames as they arrive and, if configured, the micro-profiler's runs before each
+window closes.
 
-The window tick is an interval job at the window boundaries of the deployment's clock (t0 + k*T). One
-window at a time: max_instances=1, and a tick that comes while the previous one still runs, or that
-fires late, is coalesced into one and logged.
+The reconcile step runs at every window boundary of the deployment's clock (t0 + k*T: an interval job,
+the retraining window) and, between boundaries, again after the delay each step asks for (about a second
+while trainers run, else the next boundary). Steps never overlap (a lock); a boundary that comes while a
+step still runs, or that fires late, is coalesced into one and logged.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from controller.camera import SPOOL_CHUNK_SECONDS
 from controller.config import DeploymentConfig
-from controller.loop import Controller
+from controller.runtime.deployment import Deployment
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +39,21 @@ logging.getLogger("apscheduler.scheduler").addFilter(_QuietOverlapSkips())
 def run_controller(config: DeploymentConfig, *, scheduler: str | None = None, max_windows: int | None = None,
                    stop: threading.Event | None = None, keep_triton: bool = False,
                    metrics_port: int | None = None, on_started=None, bootstrap_progress: bool = True,
-                   models_cache=None, camera_windows: int | None = None) -> Controller:
-    """Run until `stop` is set or `max_windows` windows are done; returns the (shut down) controller."""
+                   models_cache=None, camera_windows: int | None = None) -> Deployment:
+    """Run until `stop` is set or `max_windows` windows are done; returns the (shut down) deployment."""
     from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
     from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.date import DateTrigger
     from apscheduler.triggers.interval import IntervalTrigger
 
     stop = stop or threading.Event()
-    controller = Controller(config, scheduler=scheduler, max_windows=max_windows,
+    controller = Deployment(config, scheduler=scheduler, max_windows=max_windows,
                             bootstrap_progress=bootstrap_progress, models_cache=models_cache,
                             camera_windows=camera_windows)
     metrics_server = None
     aps = BackgroundScheduler(timezone=UTC)
     try:
-        controller.start()
+        reconciler = controller.start()
         if config.metrics.enabled:
             port = config.metrics.port if metrics_port is None else metrics_port
             metrics_server = controller.metrics.serve(port, config.metrics.address)
@@ -71,32 +73,39 @@ def run_controller(config: DeploymentConfig, *, scheduler: str | None = None, ma
             elif event.code == EVENT_JOB_ERROR:
                 log.error("%s job failed: %s", event.job_id, event.exception, exc_info=event.exception)
 
+        def requeued_step() -> None:
+            """A step, then the next one after the delay it asked for (one chain of one-off jobs)."""
+            delay = 1.0
+            try:
+                delay = reconciler.reconcile(blocking=False)
+            finally:
+                if not stop.is_set() and not reconciler.done.is_set():
+                    delay = min(max(delay, 0.05), state.window_seconds)
+                    aps.add_job(requeued_step, DateTrigger(datetime.now(UTC) + timedelta(seconds=delay)),
+                                misfire_grace_time=int(state.window_seconds))
+
         aps.add_listener(on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR)
-        aps.add_job(controller.tick, IntervalTrigger(seconds=state.window_seconds,
-                                                     start_date=datetime.fromtimestamp(next_boundary, UTC)),
+        aps.add_job(reconciler.reconcile, IntervalTrigger(seconds=state.window_seconds,
+                                                          start_date=datetime.fromtimestamp(next_boundary, UTC)),
                     id="window", coalesce=True, max_instances=1, misfire_grace_time=int(state.window_seconds))
-        aps.add_job(controller.monitor, IntervalTrigger(seconds=1.0), id="monitor", coalesce=True, max_instances=1)
-        aps.add_job(controller.label_ahead, IntervalTrigger(seconds=SPOOL_CHUNK_SECONDS), id="label-ahead",
+        aps.add_job(reconciler.label_open_window, IntervalTrigger(seconds=SPOOL_CHUNK_SECONDS), id="label-ahead",
                     coalesce=True, max_instances=1)
         ahead = config.microprofiler.ahead_seconds
         if 0 < ahead < state.window_seconds:
-            aps.add_job(controller.profile_ahead,
+            aps.add_job(reconciler.profile_ahead,
                         IntervalTrigger(seconds=state.window_seconds,
                                         start_date=datetime.fromtimestamp(next_boundary - ahead, UTC)),
                         id="profile-ahead", coalesce=True, max_instances=1, misfire_grace_time=max(1, int(ahead / 2)))
         every = config.microprofiler.ahead_every_seconds
         if 0 < every < state.window_seconds:
-            aps.add_job(controller.profile_ahead, IntervalTrigger(seconds=every), id="profile-during",
+            aps.add_job(reconciler.profile_ahead, IntervalTrigger(seconds=every), id="profile-during",
                         coalesce=True, max_instances=1)
+        # Window 0 opens at t0 (just after start); a restarted controller that missed a boundary opens the
+        # current window at once rather than a whole window late.
+        first = datetime.fromtimestamp(max(state.t0, time.time()), UTC)
+        aps.add_job(requeued_step, DateTrigger(first), misfire_grace_time=int(state.window_seconds))
         aps.start()
-        now = time.time()
-        if state.window < 0 or int((now - state.t0) // state.window_seconds) > state.window:
-            # Window 0 opens at t0 (just after start), and a restarted controller that missed a boundary
-            # opens the current window now rather than a whole window late.
-            opener = threading.Timer(max(0.0, state.t0 - now), controller.tick)
-            opener.daemon = True
-            opener.start()
-        while not stop.is_set() and not controller.done.is_set():
+        while not stop.is_set() and not reconciler.done.is_set():
             stop.wait(0.5)
     finally:
         aps.shutdown(wait=True) if aps.running else None

@@ -7,12 +7,15 @@ finished, a model published), so a restarted controller sees either the old or t
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
+from controller.reconcile.records import CameraWindowRecord, WindowRecord
 from trainer.atomic import atomic_write_text
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: typed window records (1 kept them as free-form dicts)
+_V1_RECORD_KEYS = set(CameraWindowRecord.model_fields) - {"job", "retrained", "trial", "ahead_trial"}
 
 
 class JobRecord(BaseModel):
@@ -50,15 +53,6 @@ class CameraRecord(BaseModel):
         self.accuracy_history = [*self.accuracy_history, (window, version, accuracy)][-4:]
 
 
-class WindowRecord(BaseModel):
-    window: int
-    scheduler: str
-    plan_seconds: float = 0.0
-    planned_accuracy: float | None = None
-    cameras: dict[str, dict] = Field(default_factory=dict)  # per camera: config, shares, accuracies, swaps
-    events: list[str] = Field(default_factory=list)
-
-
 class ControllerState(BaseModel):
     version: int = STATE_VERSION
     t0: float
@@ -74,6 +68,17 @@ class ControllerState(BaseModel):
     pruning: dict = Field(default_factory=dict)  # the micro-profiler's pruning state, as the planner dumps it
     # measured wall seconds a published job spent outside its training (start-up, export, load): moving average
     job_latency_seconds: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data: Any) -> Any:
+        """A version-1 state (free-form window records): keep what a typed record has, drop the rest."""
+        if isinstance(data, dict) and data.get("version", 1) < 2:
+            for record in data.get("history", []):
+                record["cameras"] = {name: {k: v for k, v in entry.items() if k in _V1_RECORD_KEYS}
+                                     for name, entry in record.get("cameras", {}).items()}
+            data["version"] = STATE_VERSION
+        return data
 
     def save(self, path: Path) -> None:
         atomic_write_text(path, self.model_dump_json(indent=1) + "\n")

@@ -106,27 +106,27 @@ def test_controller_end_to_end_with_restart(tmp_path: Path):
         assert state.cameras[name].serving_version >= version  # nothing rolled back by the restart
     # Models were retrained and hot-swapped, only when they beat the serving model.
     assert state.swaps >= 1, [r.cameras for r in state.history]
-    published = [c for r in state.history for c in r.cameras.values() if c.get("published_version")]
+    entries = [c for r in state.history for c in r.cameras.values()]
+    published = [c for c in entries if c.retrained is not None and c.retrained.version is not None]
     assert published
     for entry in published:
-        assert entry["retrained_accuracy"] > max(entry["serving_accuracy"], entry.get("trial_accuracy", 0.0))
+        assert entry.retrained.accuracy > max(entry.serving_accuracy or 0.0,
+                                              entry.trial.accuracy if entry.trial else 0.0)
     # ...and each finished job is set against the planner: its wall time at its share, as planned
-    jobs = [c for r in state.history for c in r.cameras.values() if c.get("job_status") == "ok"]
-    assert jobs and all(0 < c["job_share"] <= 1 and c["img_per_s"] > 0 for c in jobs), jobs
-    assert any(c.get("planned_train_seconds", 0) > 0 for c in jobs), jobs
+    jobs = [c.job for c in entries if c.job is not None and c.job.status == "ok"]
+    assert jobs and all(0 < j.share <= 1 and j.img_per_s > 0 for j in jobs), jobs
+    assert any((j.planned_train_seconds or 0) > 0 for j in jobs), jobs
     # ...with its fixed latency in parts: the worker's start-up, the new model's export and load
-    assert all(0 < c["startup_seconds"] < WINDOW_S for c in jobs), jobs
-    assert all(0 < c["publish_seconds"] < WINDOW_S for c in published), published
-    # a micro-profiler trial model served at the plan (trial_) or before the window closed (ahead_trial_)
+    assert all(0 < j.startup_seconds < WINDOW_S for j in jobs), jobs
+    assert all(0 < c.retrained.publish_seconds < WINDOW_S for c in published), published
+    # a micro-profiler trial model served at the plan (trial) or before the window closed (ahead_trial)
     # beat the model it replaced by the margin
     # ...and the micro-profiler ran ahead of the close (its profile was reused by the next plan)
     # ...and again during a window (ahead_every_seconds), as its new frames were labelled
     assert max(sum("ahead of the close" in e for e in r.events) for r in state.history) >= 2, \
         [r.events for r in state.history]
-    entries = [c for r in state.history for c in r.cameras.values()]
-    for prefix in ("trial_", "ahead_trial_"):
-        for entry in (c for c in entries if c.get(f"{prefix}published_version")):
-            assert entry[f"{prefix}accuracy"] > entry[f"{prefix}serving_accuracy"] + 0.02
+    for trial in [t for c in entries for t in (c.trial, c.ahead_trial) if t is not None and t.version is not None]:
+        assert trial.accuracy > trial.replaced_accuracy + 0.02
     assert first.state.swaps <= state.swaps
 
     # No inference request failed, across swaps, instance changes and the controller restart.

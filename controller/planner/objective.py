@@ -20,6 +20,13 @@ import numpy as np
 from .profiles import EPS, CameraAllocation, InferenceProfile, Problem, RetrainOption, ThroughputCurve
 
 
+def equal_split(freed: float, running_jobs: int, inference_jobs: int) -> float:
+    """The original's rule for a completed job's share: split equally over the still running training
+    jobs and all inference jobs; the share each of them gains."""
+    jobs = running_jobs + inference_jobs
+    return freed / jobs if freed > 0 and jobs > 0 else 0.0
+
+
 @dataclass(frozen=True)
 class CameraStatus:
     """What a re-plan sees about one camera when a job completes."""
@@ -136,16 +143,12 @@ def evaluate(
             delay[k] = latency[k]
         return idle
 
-    def equal_split(freed: float) -> None:
-        if freed <= 0:
-            return
-        k = int(running.sum()) + n
-        if k == 0:
-            return
-        inf[:] += freed / k
-        tr[running] += freed / k
+    def split(freed: float) -> None:
+        bonus = equal_split(freed, int(running.sum()), n)
+        inf[:] += bonus
+        tr[running] += bonus
 
-    equal_split(apply(alloc, 0.0))
+    split(apply(alloc, 0.0))
     integral = np.zeros(n)
     segments: list[Segment] = []
     t = 0.0
@@ -176,7 +179,7 @@ def evaluate(
         if t >= T - EPS:
             break
         if replan is None:
-            equal_split(freed)
+            split(freed)
         else:
             statuses = tuple(
                 CameraStatus(c.name, float(base[k]), config[k] if running[k] else None,
@@ -185,7 +188,7 @@ def evaluate(
                 for k, c in enumerate(cams)
             )
             new = {a.camera: a for a in replan(t, statuses)}
-            equal_split(apply(new, t))
+            split(apply(new, t))
     accs = integral / T if T > 0 else base * prof.scale_array(inf)
     return WindowOutcome(tuple(c.name for c in cams), tuple(float(a) for a in accs), tuple(done_at),
                          tuple(segments))

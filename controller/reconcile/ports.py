@@ -1,0 +1,108 @@
+"""What the reconcile step acts through. The real implementations are in controller.runtime; tests pass
+in-memory fakes (tests/controller/reconcile/fakes.py)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from controller.gpu import GpuMemoryError
+from controller.planner.profiles import RetrainOption
+from controller.state import JobRecord
+from controller.trainers import Finished
+from trainer.configs import RetrainConfig
+from trainer.streams.base import WindowData
+
+__all__ = ["CameraChannel", "CameraProfile", "Clock", "DeviceChooser", "Exporter", "Finished", "GpuMemoryError",
+           "Profiler", "Serving", "SystemClock", "Trainers"]
+
+
+class Clock(Protocol):
+    def time(self) -> float: ...  # wall clock (the deployment's window clock is wall time)
+
+    def monotonic(self) -> float: ...
+
+
+class SystemClock:
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+class Serving(Protocol):
+    """The inference server as the controller uses it (Triton: controller.runtime.serving)."""
+
+    def golden_labels(self, images: np.ndarray) -> np.ndarray: ...
+
+    def accuracy(self, model: str, images: np.ndarray, labels: np.ndarray) -> float | None: ...
+
+    def publish(self, model: str, onnx_path: Path) -> int:
+        """Validate, add as the model's newest version and load it; returns the version. Raises on any
+        failure, the previous version still serving."""
+        ...
+
+    def set_instances(self, model: str, count: int, gpus: tuple[int, ...] | None) -> None: ...
+
+
+class Trainers(Protocol):
+    """Retraining processes (controller.trainers.TrainerPool)."""
+
+    def launch(self, *, job_id: str, camera: str, window: int, config: RetrainConfig, base_checkpoint: Path,
+               data: Path, validation: Path | None, share: float, device: str = "cpu",
+               predicted_accuracy: float | None = None, predicted_seconds: float | None = None,
+               cost_scale: float = 1.0) -> JobRecord: ...
+
+    def poll(self) -> list[Finished]: ...
+
+    def stop_all(self, timeout_s: float = 20.0) -> list[Finished]: ...
+
+    def running(self) -> list[JobRecord]: ...
+
+    def progress(self, job_id: str) -> float: ...
+
+    def set_share(self, job_id: str, share: float) -> None: ...
+
+
+@dataclass
+class CameraProfile:
+    """A camera's micro-profile: its options, the serving model's accuracy on the held-out data, and
+    the best trial run's model (saved as a checkpoint) with its held-out accuracy."""
+
+    start_accuracy: float
+    options: list[RetrainOption]
+    trial_checkpoint: Path | None = None
+    trial_accuracy: float | None = None
+    trial_kind: str | None = None
+
+
+class Profiler(Protocol):
+    def profile(self, camera: str, checkpoint: Path, train: WindowData, test: WindowData,
+                configs: list[RetrainConfig], budget_seconds: float) -> CameraProfile: ...
+
+
+class Exporter(Protocol):
+    def __call__(self, checkpoint: Path, onnx_path: Path) -> None:
+        """Write the checkpoint's model as ONNX."""
+        ...
+
+
+class CameraChannel(Protocol):
+    """What the controller tells cameras (the window clock, the frame stride) and reads back from them."""
+
+    def publish(self, camera: str, *, t0: float, window_seconds: float, stride: float, window: int,
+                stop_after_window: int | None) -> None: ...
+
+    def window_result(self, camera: str, window: int) -> dict | None: ...
+
+
+class DeviceChooser(Protocol):
+    def __call__(self, planned_index: int | None) -> str:
+        """The torch device a trainer planned on device `planned_index` starts on ("cpu" on a CPU
+        deployment); raises GpuMemoryError when it must not start."""
+        ...

@@ -1,0 +1,76 @@
+"""The one publish path: export -> validate -> repository version -> load (Serving.publish) -> record.
+
+Used for a finished job's model, the micro-profiler's trial models and the initial models at start-up.
+A failure anywhere keeps the previous version serving; the controller's state names the new version
+only once Triton serves it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from controller.layout import DataLayout
+from controller.reconcile.events import EventLog, Slot
+from controller.reconcile.ports import Clock, Exporter, Serving
+from controller.reconcile.records import Publication
+from controller.state import CameraRecord, ControllerState
+
+
+class Publisher:
+    def __init__(self, serving: Serving, exporter: Exporter, layout: DataLayout, state: ControllerState,
+                 events: EventLog, clock: Clock) -> None:
+        self.serving = serving
+        self.exporter = exporter
+        self.layout = layout
+        self.state = state
+        self.events = events
+        self.clock = clock
+
+    def install(self, model: str, checkpoint: Path) -> int:
+        """Export the checkpoint and serve it as the model's newest version; returns the version."""
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.layout.root) as tmp:
+            onnx_path = Path(tmp) / "model.onnx"
+            self.exporter(checkpoint, onnx_path)
+            return self.serving.publish(model, onnx_path)
+
+    def adopt(self, camera: str, version: int, checkpoint: Path) -> CameraRecord:
+        """Record `version` as the camera's serving model, with the checkpoint behind it kept."""
+        target = self.layout.checkpoint(camera, version)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if Path(checkpoint).resolve() != target.resolve():
+            shutil.copyfile(checkpoint, target)
+        record = self.state.cameras.setdefault(camera, CameraRecord())
+        record.serving_version = version
+        record.serving_checkpoint = str(target)
+        return record
+
+    def publish(self, camera: str, checkpoint: Path, *, window: int, slot: Slot, accuracy: float,
+                replaced_accuracy: float, data_window: int, window_started: float,
+                trained_as: str | None = None) -> Publication:
+        """Serve a judged model (it beat the serving one on the held-out data of `data_window`) and
+        record it under `window`'s record, in `slot`. Returns the publication (version None: failed)."""
+        started = self.clock.monotonic()
+        try:
+            version = self.install(camera, checkpoint)
+        except Exception as exc:  # any failure keeps the old model serving
+            failed = Publication(accuracy=accuracy, replaced_accuracy=replaced_accuracy, trained_as=trained_as,
+                                 decision=f"publish failed: {exc}")
+            self.events.publish_failed(camera, window, slot, failed)
+            return failed
+        record = self.adopt(camera, version, checkpoint)
+        record.serving_accuracy = accuracy
+        # the new model on held-out data of the window it learned from: with its accuracy on the next
+        # window's data (measured when that window closes) it gives the drift forecast a fresh estimate
+        record.record_accuracy(data_window, version, accuracy)
+        what = "published" if slot == "retrained" else "served the profiler's trial model"
+        how = "" if trained_as is None else f", trained as {trained_as}"
+        publication = Publication(
+            accuracy=accuracy, replaced_accuracy=replaced_accuracy, version=version, trained_as=trained_as,
+            publish_seconds=round(self.clock.monotonic() - started, 2),
+            published_at_s=round(self.clock.time() - window_started, 1),
+            decision=f"{what} v{version} ({accuracy:.3f} > {replaced_accuracy:.3f}{how})")
+        self.events.published(camera, window, slot, publication)
+        return publication

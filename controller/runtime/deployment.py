@@ -1,0 +1,179 @@
+"""A running deployment: Triton (embedded, or an external one), the trainer pool, GPU support, the
+serving and initial models, and the reconcile core wired to them. `controller.service` drives it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from controller.config import DeploymentConfig, GpuResources
+from controller.labelling import GOLDEN_MODEL
+from controller.layout import DataLayout
+from controller.metrics import ControllerMetrics
+from controller.planner import InferenceProfile
+from controller.planner.schedulers import scheduler as scheduler_named
+from controller.profiles_io import deployment_throughput
+from controller.reconcile.events import EventLog
+from controller.reconcile.ports import SystemClock
+from controller.reconcile.publish import Publisher
+from controller.reconcile.scope import Scope
+from controller.reconcile.step import Reconciler
+from controller.runtime.cameras import FileCameraChannel
+from controller.runtime.devices import TrainingDevices
+from controller.runtime.exporting import OnnxExporter
+from controller.runtime.profiling import TorchProfiler
+from controller.runtime.serving import TritonServing
+from controller.state import CameraRecord, ControllerState
+from controller.trainers import TrainerPool, kill_orphans
+from controller.triton.client import TritonClient
+from controller.triton.repository import ModelRepository
+from controller.triton.server import TritonServer, new_admin_key_file
+from controller.triton.serving import ServingManager
+from controller.triton.spec import ModelSpec
+
+log = logging.getLogger("controller")
+
+
+class Deployment:
+    def __init__(self, config: DeploymentConfig, *, scheduler: str | None = None, max_windows: int | None = None,
+                 metrics: ControllerMetrics | None = None, bootstrap_progress: bool = True,
+                 models_cache: Path | None = None, camera_windows: int | None = None) -> None:
+        self.config = config
+        self.scheduler = scheduler_named(scheduler or config.scheduler.name)
+        self.max_windows = max_windows
+        self.layout = DataLayout(Path(config.data.dir))
+        self.gpu = isinstance(config.resources, GpuResources)
+        self.cores = (os.cpu_count() or 1) if self.gpu else config.resources.cores
+        self.metrics = metrics or ControllerMetrics()
+        self.bootstrap_progress = bootstrap_progress
+        self.models_cache = models_cache
+        self.camera_windows = camera_windows
+        self.devices = TrainingDevices(config)
+        self.state: ControllerState | None = None
+        self.server: TritonServer | None = None
+        self.client: TritonClient | None = None
+        self.serving: TritonServing | None = None
+        self.pool: TrainerPool | None = None
+        self.reconciler: Reconciler | None = None
+        self.metrics_url: str | None = None
+
+    @property
+    def done(self):
+        assert self.reconciler is not None, "start() first"
+        return self.reconciler.done
+
+    def start(self) -> Reconciler:
+        config = self.config
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        import torch
+
+        torch.set_num_threads(1)  # the controller's own torch work (profiling, export) stays off the trainers' cores
+        state = ControllerState.load(self.layout.state_file) or ControllerState(
+            t0=time.time() + 1.0, window_seconds=config.window_seconds,
+            cameras={name: CameraRecord() for name in config.camera_names})
+        self.state = state
+        self.devices.start()
+        self.pool = TrainerPool(self.layout.jobs_dir, cores=self.cores, gpu_env=self.devices.worker_env())
+        throughput = deployment_throughput(config.resources, self.cores)
+        self.serving = self._start_triton()
+        events = EventLog(state, self.metrics)
+        clock = SystemClock()
+        publisher = Publisher(self.serving, OnnxExporter(config.edge_model.input_size), self.layout, state, events,
+                              clock)
+        mp = config.microprofiler
+        profiler = TorchProfiler(self.layout.root / "trials", subsample=mp.subsample, epochs=mp.epochs,
+                                 profile_share=1.0 if self.gpu else 1.0 / self.cores, throughput=throughput,
+                                 device="cuda:0" if self.gpu else "cpu")
+        scope = Scope(config=config, layout=self.layout, state=state, scheduler=self.scheduler,
+                      serving=self.serving, trainers=self.pool, profiler=profiler,
+                      cameras=FileCameraChannel(self.layout), choose_device=self.devices.choose, clock=clock,
+                      metrics=self.metrics, events=events, publisher=publisher,
+                      inference=self._inference_profile(), throughput=throughput, cores=self.cores,
+                      camera_windows=self.camera_windows)
+        self.reconciler = Reconciler(scope, max_windows=self.max_windows)
+        self.reconciler.recover(kill_orphans)
+        self._ensure_models(publisher)
+        self.reconciler.begin()
+        return self.reconciler
+
+    def shutdown(self, stop_triton: bool = True) -> None:
+        if self.reconciler is not None:
+            self.reconciler.shutdown()
+        if self.pool is not None:
+            self.pool.close()
+        if self.client is not None:
+            self.client.close()
+        if stop_triton and self.server is not None:
+            self.server.stop()
+        self.devices.stop()
+
+    # ------------------------------------------------------------------ Triton and models
+    def _inference_profile(self) -> InferenceProfile:
+        from controller.inference_profile import measured_profile
+
+        return measured_profile(self.config)
+
+    def _start_triton(self) -> TritonServing:
+        triton = self.config.triton
+        repository = ModelRepository(self.config.model_repository)
+        if triton.mode == "external":
+            admin_key = triton.read_admin_key()
+            url = triton.url
+        else:
+            admin_key = new_admin_key_file(self.layout.triton_dir / "admin-key")
+            info_file = self.layout.triton_dir / "server.json"
+            self.server = TritonServer.attach(info_file, admin_key)
+            if self.server is not None:
+                log.info("reattached to the embedded Triton (pid %d)", self.server.info.pid)
+            else:
+                names = [m for m in repository.models() if repository.versions(m)]
+                self.server = TritonServer(repository.root, self.layout.triton_dir, admin_key=admin_key,
+                                           address=triton.address, grpc_port=triton.grpc_port or 0,
+                                           http_port=triton.http_port or 0, metrics_port=triton.metrics_port or 0,
+                                           load_models=names)
+                self.server.start()
+                self.server.save_info(info_file)
+            url = self.server.info.grpc_url
+        self.triton_url = url
+        self.client = TritonClient(url, admin_key=admin_key, timeout_s=triton.admin_call_timeout_s)
+        manager = ServingManager(repository, self.client, load_timeout_s=triton.admin_call_timeout_s)
+        return TritonServing(manager, self.client, self.config.inference.label_requests_in_flight)
+
+    def model_spec(self, name: str) -> ModelSpec:
+        config = self.config
+        size = config.edge_model.input_size
+        gpu_devices = tuple(config.resources.device_indices) if self.gpu else ()
+        return ModelSpec(name=name, input_dims=(3, size, size), max_batch_size=config.inference.max_batch_size,
+                         max_queue_delay_us=config.inference.max_queue_delay_us,
+                         instance_kind="KIND_GPU" if self.gpu else "KIND_CPU", gpus=gpu_devices[:1],
+                         backend=config.triton.resolved_backend)
+
+    def _ensure_models(self, publisher: Publisher) -> None:
+        """Serve every camera's model (bootstrapping the initial ones if needed) and the golden model,
+        through the same publish path as every later model."""
+        state = self.state
+        serving = self.serving
+        assert state is not None and serving is not None
+        missing = [n for n in self.config.camera_names
+                   if not serving.has_versions(n) or not state.cameras[n].serving_checkpoint]
+        need_golden = not serving.has_versions(GOLDEN_MODEL)
+        if missing or need_golden:
+            boot = self.bootstrap()
+            if need_golden:
+                serving.manager.ensure_model(self.model_spec(GOLDEN_MODEL))
+                publisher.install(GOLDEN_MODEL, Path(boot.golden_model))
+            for name in missing:
+                serving.manager.ensure_model(self.model_spec(name))
+                source = Path(boot.edge_models[name])
+                state.cameras[name] = CameraRecord()
+                publisher.adopt(name, publisher.install(name, source), source)
+        serving.ensure_loaded([*self.config.camera_names, GOLDEN_MODEL])
+        for name in self.config.camera_names:
+            state.cameras[name].instances = serving.instance_count(name)
+
+    def bootstrap(self):
+        from controller.bootstrap_settings import bootstrap_for
+
+        return bootstrap_for(self.config, progress=self.bootstrap_progress, cache_dir=self.models_cache)

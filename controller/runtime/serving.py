@@ -1,0 +1,49 @@
+"""Serving through Triton: the reconcile core's Serving port on a ServingManager and a TritonClient."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from controller.labelling import GOLDEN_MODEL, accuracy_through_triton, golden_labels
+from controller.triton.client import TritonClient
+from controller.triton.serving import ServingManager
+
+
+class TritonServing:
+    def __init__(self, manager: ServingManager, client: TritonClient, requests_in_flight: int = 1) -> None:
+        self.manager = manager
+        self.client = client
+        self.in_flight = requests_in_flight
+
+    def golden_labels(self, images: np.ndarray) -> np.ndarray:
+        return golden_labels(self.client, images, in_flight=self.in_flight)
+
+    def accuracy(self, model: str, images: np.ndarray, labels: np.ndarray) -> float | None:
+        return accuracy_through_triton(self.client, model, images, labels, in_flight=self.in_flight)
+
+    def publish(self, model: str, onnx_path: Path) -> int:
+        return self.manager.publish(model, onnx_path).version
+
+    def set_instances(self, model: str, count: int, gpus: tuple[int, ...] | None) -> None:
+        self.manager.set_instances(model, count, gpus)
+
+    # -- start-up ------------------------------------------------------------------------------
+    @property
+    def repository(self):
+        return self.manager.repository
+
+    def has_versions(self, model: str) -> bool:
+        return bool(self.manager.repository.versions(model))
+
+    def ensure_loaded(self, models: list[str]) -> None:
+        for name in models:
+            if not self.client.model_ready(name):
+                self.client.load(name)
+
+    def instance_count(self, model: str) -> int:
+        return self.manager.repository.read_spec(model).instance_count
+
+
+__all__ = ["GOLDEN_MODEL", "TritonServing"]
