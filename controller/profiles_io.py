@@ -157,6 +157,6 @@ def deployment_throughput(resources, cores: int) -> ThroughputCurve:
         except ProfileError as e:
             raise ProfileError(f"resources.throughput_profile: {e} (write one with bench/train_throughput.py)"
                                ) from None
-    from controller.cpu_shares import cpu_throughput_points
+    from controller.trainers.cpu_shares import cpu_throughput_points
 
     return ThroughputCurve.from_points(cpu_throughput_points(cores))

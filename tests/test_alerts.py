@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.metrics import ControllerMetrics, exported_series_names, referenced_metric_names
+from controller.metrics import ControllerMetrics, exported_series_names
+from tests.promql import referenced_metric_names
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "alerts" / "ekya-rules.yml"
@@ -67,7 +68,7 @@ def test_every_metric_the_rules_read_is_exported_by_the_controller_or_triton() -
         assert names, f"no metric found in {rule['expr']!r}"
         used |= names
     unknown = {n for n in used if not n.startswith("nv_") and n not in EXTERNAL and n not in exported}
-    assert not unknown, f"rules use metrics that controller/metrics.py does not export: {sorted(unknown)}"
+    assert not unknown, f"rules use metrics that controller/metrics/ does not export: {sorted(unknown)}"
     assert "nv_inference_request_failure" in used
     assert "ekya_camera_inference_failures_total" in used
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from controller.cpu_shares import (
+from controller.trainers.cpu_shares import (
     DutyCycler,
     cpu_seconds,
     cpu_throughput_points,

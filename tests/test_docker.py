@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from controller.config import TritonExternal, load_config
-from controller.metrics import ControllerMetrics, exported_series_names, referenced_metric_names
+from controller.metrics import ControllerMetrics, exported_series_names
+from tests.promql import referenced_metric_names
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
@@ -282,7 +283,7 @@ def test_every_dashboard_metric_is_exported_or_from_triton() -> None:
         used |= names
     unknown = {n for n in used if not n.startswith("nv_") and n not in exported}
     assert not unknown, (
-        f"dashboard queries metrics that controller/metrics.py does not export: {sorted(unknown)}"
+        f"dashboard queries metrics that controller/metrics/ does not export: {sorted(unknown)}"
     )
     for variable in dashboard["templating"]["list"]:
         match = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", variable["query"]["query"])

@@ -1,4 +1,4 @@
-"""controller/gpu.py on a machine without a GPU: NVML inventory, MPS environments, the MPS daemon manager.
+"""controller/gpu/ on a machine without a GPU: NVML inventory, MPS environments, the MPS daemon manager.
 
 The daemon manager's subprocess plumbing (private pipe/log dirs, start, health check, quit, timeouts) is
 exercised against a stand-in `nvidia-cuda-mps-control` script that behaves like the real one at its
@@ -232,8 +232,8 @@ def test_failed_daemon_start_reports_the_tool_output(tmp_path: Path) -> None:
         MpsDaemon(tmp_path / "mps", control_binary=str(failing), timeout_s=2).start()
 
 
-def test_gpu_module_never_touches_compute_mode_or_resets() -> None:
-    source = Path(gpu.__file__).read_text()
+def test_gpu_package_never_touches_compute_mode_or_resets() -> None:
+    source = "\n".join(path.read_text() for path in Path(gpu.__file__).parent.glob("*.py"))
     code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("#"))
     code = re.sub(r'""".*?"""', "", code, flags=re.DOTALL)
     for forbidden in (

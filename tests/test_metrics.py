@@ -1,4 +1,4 @@
-"""controller/metrics.py: scraped over real HTTP from a loopback port and parsed like Prometheus does."""
+"""controller/metrics/: scraped over real HTTP from a loopback port and parsed like Prometheus does."""
 
 from __future__ import annotations
 
@@ -11,13 +11,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller import gpu
-from controller.metrics import (
-    GPU_SERIES,
-    ControllerMetrics,
-    MetricsServer,
-    exported_series_names,
-    referenced_metric_names,
-)
+from controller.metrics import GPU_SERIES, ControllerMetrics, MetricsServer, exported_series_names
+from tests.promql import referenced_metric_names
 
 NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 

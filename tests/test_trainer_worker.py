@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from controller.trainers.launcher import run_worker, start_worker, warm_up
 from trainer.configs import RetrainConfig
 from trainer.jobs import (
     EXIT_BAD_DATA,
@@ -25,7 +26,6 @@ from trainer.jobs import (
     JobResult,
     TrainJob,
 )
-from trainer.launcher import run_worker, start_worker, warm_up
 from trainer.models import build_model, load_model, save_model
 from trainer.streams.synthetic import CameraStreamSpec, generate_window
 
@@ -144,7 +144,7 @@ def test_warm_worker_behaves_like_a_fresh_one(assets, tmp_path):
 def test_warm_start_falls_back_to_a_fresh_process(assets, tmp_path, monkeypatch, caplog):
     """Where no fork server can start (a fault we cannot cause here, hence the stand-in), the job still
     runs, as `python -m trainer.worker`."""
-    from trainer import launcher
+    from controller.trainers import launcher
 
     class NoForkServer:
         def Process(self, **kwargs):  # noqa: N802 - the multiprocessing context's API

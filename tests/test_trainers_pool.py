@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.cpu_shares import cpu_seconds
 from controller.trainers import TrainerPool, kill_orphans
+from controller.trainers.cpu_shares import cpu_seconds
 from trainer.configs import RetrainConfig
 from trainer.models import build_model, save_model
 from trainer.streams.synthetic import CameraStreamSpec, generate_window

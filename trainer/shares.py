@@ -1,5 +1,5 @@
 """How many threads a trainer gets for a CPU share: one rule for the controller, which launches trainers
-with it (controller.cpu_shares pairs it with duty cycling), and for a worker run on its own."""
+with it (controller.trainers.cpu_shares pairs it with duty cycling), and for a worker run on its own."""
 
 from __future__ import annotations
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 
-SCHEDULERS = ("thief", "fair", "uniform", "noretrain")
+from controller.commands.scheduler_args import scheduler_list
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profiles", required=True, metavar="FILE.csv")
+    parser.add_argument("--schedulers", type=scheduler_list, default=None, metavar="S1,S2",
+                        help="comma-separated schedulers (default: those simulate's `all` runs)")
     parser.add_argument("--target-accuracy", type=float, default=0.75)
     parser.add_argument("--max-gpus", type=int, default=8)
     parser.add_argument("--window", type=float, default=200.0)
@@ -26,13 +29,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true")
 
 
-def capacity(profiles, settings, target: float, max_gpus: int, schedulers=SCHEDULERS) -> dict:
+def capacity(profiles, settings, target: float, max_gpus: int,
+             schedulers: Sequence[str] | None = None) -> dict:
     """{scheduler: {"min_gpus": int|None, "accuracy_by_gpus": {g: acc}, "max_cameras": {g: k}}}.
 
-    max_cameras[g]: the largest k such that the first k cameras (by name) hold the target on g GPUs."""
+    max_cameras[g]: the largest k such that the first k cameras (by name) hold the target on g GPUs.
+    schedulers: default, those compared by default (Scheduler.in_comparisons)."""
     from dataclasses import replace
 
+    from controller.planner.schedulers import compared_scheduler_names
     from controller.planner.simulator import simulate, subset
+
+    if schedulers is None:
+        schedulers = compared_scheduler_names()
 
     n = len({c.name for wp in profiles for c in wp.cameras})
     out = {}
@@ -78,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if settings.fixed_config is None:
         settings = replace(settings, fixed_config=default_fixed_config(profiles))
-    res = capacity(profiles, settings, args.target_accuracy, args.max_gpus)
+    res = capacity(profiles, settings, args.target_accuracy, args.max_gpus, args.schedulers)
     if args.json:
         print(json.dumps({"target_accuracy": args.target_accuracy, "max_gpus": args.max_gpus, "schedulers": res},
                          indent=1))

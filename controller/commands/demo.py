@@ -9,13 +9,16 @@ import logging
 import time
 from pathlib import Path
 
+from controller.commands.scheduler_args import scheduler_list
+
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "deployment.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="deployment config (YAML)")
     parser.add_argument("--windows", type=int, default=4, help="retraining windows per scheduler")
-    parser.add_argument("--schedulers", default="thief,fair,noretrain", help="comma-separated schedulers")
+    parser.add_argument("--schedulers", type=scheduler_list, default="thief,fair,noretrain",
+                        help="comma-separated schedulers")
     parser.add_argument("--out", type=Path, default=Path(".ekya/demo"), help="working directory")
     parser.add_argument("--log-level", default="WARNING")
 
@@ -35,9 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     _interrupt_on_sigterm()
-    schedulers = [s.strip() for s in args.schedulers.split(",") if s.strip()]
     started = time.monotonic()
-    runs = run_comparison(args.config, schedulers, args.windows, args.out)
+    runs = run_comparison(args.config, args.schedulers, args.windows, args.out)
     render_table(runs)
     figure = plot(runs, args.out / "demo.png")
     result = summary(runs, args.windows)

@@ -11,9 +11,10 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from controller.planner.schedulers import scheduler_names
+
     parser.add_argument("--config", type=Path, required=True, help="deployment config (YAML)")
-    parser.add_argument("--scheduler", choices=["thief", "ekya", "fair", "uniform", "noretrain"],
-                        help="override the config's scheduler")
+    parser.add_argument("--scheduler", choices=scheduler_names(), help="override the config's scheduler")
     parser.add_argument("--windows", type=int, help="stop after this many windows (default: run until stopped)")
     parser.add_argument("--keep-triton", action="store_true", help="leave the embedded Triton running on exit")
     parser.add_argument("--log-level", default="INFO")

@@ -7,19 +7,18 @@ import json
 import sys
 from pathlib import Path
 
-ALL = ("thief", "fair", "uniform", "noretrain")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from controller.planner.schedulers import compared_scheduler_names, scheduler_names
+
     parser.add_argument("--profiles", required=True, metavar="FILE.csv",
                         help="camera,window,config,start_accuracy,end_accuracy,gpu_seconds"
                              "[,predicted_end_accuracy,predicted_gpu_seconds]")
     parser.add_argument("--gpus", type=int, required=True, help="number of GPUs")
     parser.add_argument("--window", type=float, default=200.0, help="retraining window in seconds (200)")
     parser.add_argument("--delta", type=float, default=0.1, help="thief's steal step in GPU share (0.1)")
-    parser.add_argument("--scheduler", default="thief",
-                        choices=["thief", "ekya", "fair", "uniform", "noretrain", "all", "thief-reference"],
-                        help="all = thief, fair, uniform, noretrain")
+    parser.add_argument("--scheduler", default="thief", choices=[*scheduler_names(), "all"],
+                        help=f"all = {', '.join(compared_scheduler_names())}")
     parser.add_argument("--plan-with", choices=["predicted", "actual"], default="actual",
                         help="plan on the predicted columns (execute the actual ones) or on the actual ones")
     parser.add_argument("--inference-profile", metavar="FILE",
@@ -63,6 +62,7 @@ def settings_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from controller.planner.schedulers import compared_scheduler_names
     from controller.planner.simulator import default_fixed_config, simulate
     from controller.profiles_io import ProfileError, has_predictions, load_profiles_csv
 
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if settings.fixed_config is None:
         settings = replace(settings, fixed_config=default_fixed_config(profiles))
-    scheds = ALL if args.scheduler == "all" else (args.scheduler,)
+    scheds = compared_scheduler_names() if args.scheduler == "all" else (args.scheduler,)
     results = [simulate(profiles, s, settings, record=bool(args.plot)) for s in scheds]
     if args.plot:
         _plot(results, Path(args.plot))

@@ -5,33 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from .baselines import fair, noretrain, uniform
-from .ekya import ekya
+from . import schedulers
 from .objective import CameraStatus
 from .profiles import CameraState, Plan, Problem, RetrainOption
-from .thief import thief
-from .thief_reference import thief_reference
-
-SCHEDULERS = ("thief", "fair", "uniform", "noretrain", "thief-reference", "ekya")
-REPLANNING = ("thief", "thief-reference", "ekya")  # schedulers re-run on every completion
 
 
-def plan(problem: Problem, scheduler: str = "thief", *, fixed_config: str | None = None,
-         inference_fraction: float | None = None) -> Plan:
-    """Plan one window. fixed_config / inference_fraction are for fair and uniform."""
-    if scheduler == "thief":
-        return thief(problem)
-    if scheduler == "thief-reference":
-        return thief_reference(problem)
-    if scheduler == "ekya":
-        return ekya(problem)
-    if scheduler == "fair":
-        return fair(problem, fixed_config, 0.5 if inference_fraction is None else inference_fraction)
-    if scheduler == "uniform":
-        return uniform(problem, fixed_config, 0.5 if inference_fraction is None else inference_fraction)
-    if scheduler == "noretrain":
-        return noretrain(problem)
-    raise ValueError(f"unknown scheduler {scheduler!r}; choose from {', '.join(SCHEDULERS)}")
+def plan(problem: Problem, scheduler: str = "thief", **parameters: object) -> Plan:
+    """Plan one window with the registered scheduler `scheduler` (controller/planner/schedulers.py).
+    `parameters`: its plan parameters (fair/uniform: fixed_config, inference_fraction); a parameter the
+    scheduler does not take is ignored."""
+    return schedulers.scheduler(scheduler).plan(problem, parameters)
 
 
 def remaining_problem(problem: Problem, statuses: Sequence[CameraStatus], elapsed: float) -> Problem:
@@ -61,6 +44,6 @@ def remaining_problem(problem: Problem, statuses: Sequence[CameraStatus], elapse
 
 
 def replan(problem: Problem, statuses: Sequence[CameraStatus], elapsed: float,
-           scheduler: str = "thief") -> Plan:
+           scheduler: str = "thief", **parameters: object) -> Plan:
     """Re-run the scheduler on a completion with the time left (problem: the window's original one)."""
-    return plan(remaining_problem(problem, statuses, elapsed), scheduler)
+    return plan(remaining_problem(problem, statuses, elapsed), scheduler, **parameters)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from .api import REPLANNING, plan, replan
+from . import schedulers
+from .api import plan, replan
 from .objective import CameraStatus, WindowOutcome, evaluate
 from .profiles import (
     CameraAllocation,
@@ -117,7 +118,7 @@ def simulate_window(wp: WindowProfile, scheduler: str, s: SimSettings, record: b
         seconds.append(p.plan_seconds)
         return p.allocations
 
-    use_replan = s.replan and scheduler in REPLANNING
+    use_replan = s.replan and schedulers.scheduler(scheduler).replans
     outcome = evaluate(replace(problem), first.allocations, on_completion if use_replan else None,
                        actual=actual, record=record)
     return WindowResult(wp.window, first, outcome, sum(seconds))

@@ -1,6 +1,6 @@
 """Trainer processes: launch with a share, watch, stop; never leave one behind.
 
-CPU mode: a share is realised by the worker's thread count plus duty cycling (controller.cpu_shares).
+CPU mode: a share is realised by the worker's thread count plus duty cycling (cpu_shares.py).
 GPU mode: the worker is an MPS client with CUDA_MPS_ACTIVE_THREAD_PERCENTAGE set from its share and is
 pinned to one device; MPS fixes the percentage when the process starts, so a re-plan changes the
 shares of jobs started later and of inference, not of a job already running.
@@ -16,11 +16,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.cpu_shares import DutyCycler, threads_for_share
 from controller.state import JobRecord
 from trainer.configs import RetrainConfig
 from trainer.jobs import PROGRESS_FILE, JobResult, TrainJob
-from trainer.launcher import WorkerHandle, start_worker, warm_up
+
+from .cpu_shares import DutyCycler, threads_for_share
+from .launcher import WorkerHandle, start_worker, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class Finished:
 class TrainerPool:
     def __init__(self, jobs_dir: Path, *, cores: int, gpu_env=None, warm: bool = True) -> None:
         """gpu_env(share, device_index) -> env dict for a GPU worker; None on a CPU-only machine.
-        warm: fork workers from a fork server that has imported torch (trainer.launcher), and start it now
+        warm: fork workers from a fork server that has imported torch (launcher.py), and start it now
         in the background, so no job pays the imports."""
         self.jobs_dir = Path(jobs_dir)
         self.cores = cores

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the controller and the camera clients.
+"""Prometheus metrics of the controller and the camera clients, and the /metrics endpoint.
 
 Every `ControllerMetrics` owns its own CollectorRegistry (tests can make several; nothing is registered
 in prometheus_client's global registry). Names follow the Prometheus conventions: an `ekya_` prefix,
@@ -14,10 +14,10 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -29,19 +29,12 @@ from prometheus_client import (
     generate_latest,
     start_http_server,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = [
-    "GPU_SERIES",
-    "ControllerMetrics",
-    "GpuCollector",
-    "MetricsServer",
-    "exported_series_names",
-    "referenced_metric_names",
-]
+from .gpu_telemetry import GPU_SERIES, GpuCollector
 
-NAMESPACE = "ekya"
+__all__ = ["TRAINER_FAILURE_REASONS", "ControllerMetrics", "MetricsServer", "exported_series_names"]
+
 # Trainer failure reasons are a closed set (a label value per failure text would explode cardinality).
 TRAINER_FAILURE_REASONS = ("oom", "crash", "timeout", "killed", "invalid_output", "other")
 
@@ -49,6 +42,8 @@ _WINDOW_BUCKETS = (1, 5, 10, 20, 30, 60, 120, 200, 300, 600, 1200, 3600)
 _PLANNING_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _STEP_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 200, 600)
 _ERROR_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
+
+_CameraMetric = TypeVar("_CameraMetric", Gauge, Counter, Info)
 
 
 @dataclass
@@ -76,31 +71,6 @@ class MetricsServer:
         self.thread.join(timeout=5)
 
 
-class GpuCollector(Collector):
-    """GPU utilisation and memory read through NVML at scrape time; exports nothing without a GPU."""
-
-    def collect(self) -> Iterator[Metric]:
-        from controller.gpu import gpu_inventory  # imported lazily: NVML is initialised on first scrape
-
-        gpus = gpu_inventory()
-        if not gpus:
-            return
-        labels = ["gpu", "uuid", "name"]
-        util = GaugeMetricFamily(GPU_SERIES[0], "GPU busy fraction (NVML).", labels=labels)
-        used = GaugeMetricFamily(GPU_SERIES[1], "GPU memory in use (NVML).", labels=labels)
-        total = GaugeMetricFamily(GPU_SERIES[2], "GPU memory size (NVML).", labels=labels)
-        for gpu in gpus:
-            values = [str(gpu.index), gpu.uuid, gpu.name]
-            if gpu.utilization_ratio is not None:
-                util.add_metric(values, gpu.utilization_ratio)
-            used.add_metric(values, gpu.memory_used_bytes)
-            total.add_metric(values, gpu.memory_total_bytes)
-        yield from (util, used, total)
-
-    def describe(self) -> Iterable[Metric]:
-        return []  # metric set depends on the host: do not let the registry pre-check names
-
-
 class ControllerMetrics:
     """All the project's metrics, in a registry of their own."""
 
@@ -111,124 +81,78 @@ class ControllerMetrics:
         self._ticked = False
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
-        cam = ["camera"]
+        # every series labelled by camera alone, so that a camera leaving drops them all
+        self._per_camera: list[Gauge | Counter | Info] = []
+
+        def per_camera(kind: type[_CameraMetric], name: str, documentation: str) -> _CameraMetric:
+            metric = kind(name, documentation, ["camera"], registry=r)
+            self._per_camera.append(metric)
+            return metric
+
+        def histogram(name: str, documentation: str, buckets: tuple[float, ...]) -> Histogram:
+            return Histogram(name, documentation, registry=r, buckets=buckets)
 
         # --------------------------------------------------------------------------- per camera
-        self.live_accuracy = Gauge(
-            "ekya_camera_live_accuracy_ratio",
-            "Accuracy of the serving model on the last window's freshly labelled frames.",
-            cam,
-            registry=r,
-        )
-        self.retrained_accuracy = Gauge(
-            "ekya_camera_retrained_accuracy_ratio",
-            "Held-out accuracy of the camera's last retrained model (published or not).",
-            cam,
-            registry=r,
-        )
-        self.serving_version = Gauge(
-            "ekya_camera_serving_version", "Triton model version serving the camera.", cam, registry=r
-        )
-        self.inference_share = Gauge(
-            "ekya_camera_inference_share_ratio",
-            "Planned inference share (fraction of one GPU, or of the CPU pool).",
-            cam,
-            registry=r,
-        )
-        self.training_share = Gauge(
-            "ekya_camera_training_share_ratio",
-            "Planned retraining share (fraction of one GPU, or of the CPU pool); 0 when not retraining.",
-            cam,
-            registry=r,
-        )
-        self.instances = Gauge(
-            "ekya_camera_triton_instances", "Triton model instances serving the camera.", cam, registry=r
-        )
-        self.frame_stride = Gauge(
-            "ekya_camera_frame_stride",
-            "Frame stride the camera client follows (1 = every frame).",
-            cam,
-            registry=r,
-        )
-        self.retraining_config = Info(
-            "ekya_camera_retraining_config",
-            "Retraining configuration chosen for the camera this window.",
-            cam,
-            registry=r,
-        )
-        self.profiled_predicted = Gauge(
-            "ekya_microprofiler_predicted_accuracy_ratio",
-            "Micro-profiler's predicted end accuracy of the chosen retraining config.",
-            cam,
-            registry=r,
-        )
-        self.profiled_actual = Gauge(
-            "ekya_microprofiler_actual_accuracy_ratio",
-            "Measured end accuracy of the chosen retraining config (compare with the prediction).",
-            cam,
-            registry=r,
-        )
-        self.profiled_error = Histogram(
+        self.live_accuracy = per_camera(
+            Gauge, "ekya_camera_live_accuracy_ratio",
+            "Accuracy of the serving model on the last window's freshly labelled frames.")
+        self.retrained_accuracy = per_camera(
+            Gauge, "ekya_camera_retrained_accuracy_ratio",
+            "Held-out accuracy of the camera's last retrained model (published or not).")
+        self.serving_version = per_camera(
+            Gauge, "ekya_camera_serving_version", "Triton model version serving the camera.")
+        self.inference_share = per_camera(
+            Gauge, "ekya_camera_inference_share_ratio",
+            "Planned inference share (fraction of one GPU, or of the CPU pool).")
+        self.training_share = per_camera(
+            Gauge, "ekya_camera_training_share_ratio",
+            "Planned retraining share (fraction of one GPU, or of the CPU pool); 0 when not retraining.")
+        self.instances = per_camera(
+            Gauge, "ekya_camera_triton_instances", "Triton model instances serving the camera.")
+        self.frame_stride = per_camera(
+            Gauge, "ekya_camera_frame_stride", "Frame stride the camera client follows (1 = every frame).")
+        self.retraining_config = per_camera(
+            Info, "ekya_camera_retraining_config",
+            "Retraining configuration chosen for the camera this window.")
+        self.profiled_predicted = per_camera(
+            Gauge, "ekya_microprofiler_predicted_accuracy_ratio",
+            "Micro-profiler's predicted end accuracy of the chosen retraining config.")
+        self.profiled_actual = per_camera(
+            Gauge, "ekya_microprofiler_actual_accuracy_ratio",
+            "Measured end accuracy of the chosen retraining config (compare with the prediction).")
+        self.profiled_error = histogram(
             "ekya_microprofiler_absolute_error_ratio",
-            "Absolute error of the micro-profiler's accuracy predictions.",
-            registry=r,
-            buckets=_ERROR_BUCKETS,
-        )
-        self.inference_requests = Counter(
-            "ekya_camera_inference_requests",
-            "Inference requests sent to Triton by the camera client.",
-            cam,
-            registry=r,
-        )
-        self.inference_failures = Counter(
-            "ekya_camera_inference_failures",
-            "Inference requests that failed or timed out (camera client).",
-            cam,
-            registry=r,
-        )
+            "Absolute error of the micro-profiler's accuracy predictions.", _ERROR_BUCKETS)
+        self.inference_requests = per_camera(
+            Counter, "ekya_camera_inference_requests",
+            "Inference requests sent to Triton by the camera client.")
+        self.inference_failures = per_camera(
+            Counter, "ekya_camera_inference_failures",
+            "Inference requests that failed or timed out (camera client).")
 
         # --------------------------------------------------------------------------- controller
         self.window_length = Gauge(
-            "ekya_window_length_seconds", "Configured retraining window length.", registry=r
-        )
+            "ekya_window_length_seconds", "Configured retraining window length.", registry=r)
         self.current_window = Gauge("ekya_current_window", "Index of the window in progress.", registry=r)
-        self.window_duration = Histogram(
-            "ekya_window_duration_seconds",
-            "Wall time of completed windows.",
-            registry=r,
-            buckets=_WINDOW_BUCKETS,
-        )
-        self.window_step_duration = Histogram(
+        self.window_duration = histogram(
+            "ekya_window_duration_seconds", "Wall time of completed windows.", _WINDOW_BUCKETS)
+        self.window_step_duration = histogram(
             "ekya_window_step_duration_seconds",
             "Wall time of the window step: close the last window, label, measure, profile, plan, apply.",
-            registry=r,
-            buckets=_STEP_BUCKETS,
-        )
-        self.planning_duration = Histogram(
-            "ekya_planning_duration_seconds",
-            "Time the scheduler took to plan (per planning run).",
-            registry=r,
-            buckets=_PLANNING_BUCKETS,
-        )
+            _STEP_BUCKETS)
+        self.planning_duration = histogram(
+            "ekya_planning_duration_seconds", "Time the scheduler took to plan (per planning run).",
+            _PLANNING_BUCKETS)
         self.windows_completed = Counter("ekya_windows_completed", "Windows completed.", registry=r)
         self.last_tick = Gauge(
-            "ekya_last_tick_timestamp_seconds", "Unix time of the controller's last window tick.", registry=r
-        )
+            "ekya_last_tick_timestamp_seconds", "Unix time of the controller's last window tick.", registry=r)
         self.trainer_failures = Counter(
-            "ekya_trainer_failures",
-            "Retraining jobs that failed, by reason.",
-            ["camera", "reason"],
-            registry=r,
-        )
-        self.swaps = Counter(
-            "ekya_model_swaps", "Successful hot swaps of a camera's serving model.", cam, registry=r
-        )
-        self.swap_failures = Counter(
-            "ekya_model_swap_failures",
-            "Hot swaps that failed (the old version kept serving).",
-            cam,
-            registry=r,
-        )
+            "ekya_trainer_failures", "Retraining jobs that failed, by reason.", ["camera", "reason"],
+            registry=r)
+        self.swaps = per_camera(
+            Counter, "ekya_model_swaps", "Successful hot swaps of a camera's serving model.")
+        self.swap_failures = per_camera(
+            Counter, "ekya_model_swap_failures", "Hot swaps that failed (the old version kept serving).")
         self.build_info = Info("ekya_build", "Controller build.", registry=r)
         self.build_info.info({"version": _version()})
 
@@ -293,22 +217,7 @@ class ControllerMetrics:
 
     def remove_camera(self, camera: str) -> None:
         """Drop a camera's series (it left the deployment)."""
-        for metric in (
-            self.live_accuracy,
-            self.retrained_accuracy,
-            self.serving_version,
-            self.inference_share,
-            self.training_share,
-            self.instances,
-            self.frame_stride,
-            self.retraining_config,
-            self.profiled_predicted,
-            self.profiled_actual,
-            self.inference_requests,
-            self.inference_failures,
-            self.swaps,
-            self.swap_failures,
-        ):
+        for metric in self._per_camera:
             try:
                 metric.remove(camera)
             except KeyError:
@@ -377,13 +286,6 @@ _SUFFIXES = {
 }
 
 
-GPU_SERIES = (
-    f"{NAMESPACE}_gpu_utilization_ratio",
-    f"{NAMESPACE}_gpu_memory_used_bytes",
-    f"{NAMESPACE}_gpu_memory_total_bytes",
-)
-
-
 def exported_series_names(registry: CollectorRegistry) -> set[str]:
     """Every sample name the registry can export, whether or not a labelled child exists yet (and the
     GPU series when a GpuCollector is registered, even on a machine without a GPU)."""
@@ -398,43 +300,3 @@ def exported_series_names(registry: CollectorRegistry) -> set[str]:
 
 def _collectors(registry: CollectorRegistry) -> list[Collector]:
     return list(getattr(registry, "_collector_to_names", {}))
-
-
-_PROMQL_WORDS = {
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "offset",
-    "bool",
-    "and",
-    "or",
-    "unless",
-    "inf",
-    "nan",
-    "atan2",
-    "start",
-    "end",
-    "le",
-}
-
-
-def referenced_metric_names(expr: str) -> set[str]:
-    """The metric names a PromQL expression reads (label matchers, strings, durations and functions
-    removed). Good enough for checking rule files and dashboards against the exported names."""
-    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', '""', expr)  # strings
-    text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
-    text = re.sub(r"\[[^\]]*\]", " ", text)  # range selectors and subqueries
-    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)  # label lists
-    text = re.sub(r"\$\{?\w+\}?", " ", text)  # Grafana variables ($camera, $__rate_interval)
-    names = set()
-    for match in re.finditer(r"(?<![\w.:])([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?", text):
-        word, call = match.group(1), match.group(2)
-        if call or word in _PROMQL_WORDS:
-            continue
-        if re.fullmatch(r"\d+[smhdwy]", word):
-            continue
-        names.add(word)
-    return names

@@ -24,10 +24,12 @@ from typing import Any
 from trainer.jobs import EXIT_FAILED, JOB_FILE, PROGRESS_FILE, RESULT_FILE, STOP_FILE, JobResult, TrainJob
 
 log = logging.getLogger(__name__)
-_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # What the fork server imports once, so a forked worker starts with them loaded (none initialises CUDA
-# or a thread pool, so forking after them is safe).
-_WARM_MODULES = ["torch", "torchvision", "trainer.worker", "trainer.training", "trainer.models"]
+# or a thread pool, so forking after them is safe); this module too, which a forked worker imports to
+# run _forked_worker.
+_WARM_MODULES = ["torch", "torchvision", "trainer.worker", "trainer.training", "trainer.models",
+                 "controller.trainers.launcher"]
 
 
 def _warm_context() -> multiprocessing.context.ForkServerContext:

@@ -1,0 +1,33 @@
+"""A camera of the deployment: its name (which becomes its Triton model's name) and its frame source."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from .fields import ConfigModel
+from .sources import Source
+
+__all__ = ["CAMERA_NAME_PATTERN", "RESERVED_CAMERA_NAMES", "CameraConfig"]
+
+# Triton model names become directory names and URL path segments: keep them to a safe subset.
+CAMERA_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+RESERVED_CAMERA_NAMES = frozenset({"golden"})  # the golden model is served under this Triton name
+
+
+class CameraConfig(ConfigModel):
+    name: Annotated[str, Field(pattern=CAMERA_NAME_PATTERN)]
+    source: Source
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name in RESERVED_CAMERA_NAMES:
+            raise PydanticCustomError(
+                "reserved_name",
+                "the name {name!r} is reserved (the golden model is served under it)",
+                {"name": name},
+            )
+        return name

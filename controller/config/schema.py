@@ -1,0 +1,246 @@
+"""The deployment config's schema: one frozen `DeploymentConfig` per deployment, its sections and the
+checks across them. Loading a file and reporting its problems: controller/config/loading.py and errors.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from trainer.configs import RetrainConfig, default_grid
+
+from .cameras import CameraConfig
+from .errors import LocatedError
+from .fields import ConfigModel, ConfigPath, Fraction
+from .resources import CpuResources, GpuResources, Resources
+from .sources import check_synthetic_crop_size
+from .triton import Triton, TritonEmbedded
+
+__all__ = [
+    "BootstrapConfig",
+    "DataConfig",
+    "DeploymentConfig",
+    "EdgeModelConfig",
+    "GoldenModelConfig",
+    "InferenceConfig",
+    "MetricsConfig",
+    "MicroprofilerConfig",
+    "RetrainingConfig",
+    "SchedulerConfig",
+    "default_retraining_grid",
+]
+
+# The torchvision families trainer/models.py builds (a test keeps these in step with it).
+EdgeFamily = Literal["resnet18", "mobilenet_v3_small", "shufflenet_v2_x0_5"]
+GoldenFamily = Literal["resnet34", "resnet50", "wide_resnet50_2", "resnext50_32x4d"]
+
+
+def _unique(names: list[str], field: str, what: str) -> None:
+    seen: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if name in seen:
+            raise LocatedError(
+                (index, "name"),
+                f"duplicate {what} {name!r} (also at {field}[{seen[name]}]); names must be unique",
+            )
+        seen[name] = index
+
+
+# --------------------------------------------------------------------------------------------- models
+class EdgeModelConfig(ConfigModel):
+    """The per-camera model served live and retrained every window."""
+
+    family: EdgeFamily = "resnet18"
+    input_size: int = Field(64, ge=16, le=512)
+    hidden: Literal[64, 1024] = 64  # width of the two-layer classification head
+
+
+class GoldenModelConfig(ConfigModel):
+    """The large, slow labelling model, run on a sample of each window's frames."""
+
+    family: GoldenFamily = "resnet50"
+    input_size: int = Field(224, ge=16, le=512)
+    hidden: int = Field(1024, ge=1, le=8192)  # head width
+
+
+# ------------------------------------------------------------------------------- scheduling, training
+class SchedulerConfig(ConfigModel):
+    name: str = "thief"  # one of the registered schedulers (controller/planner/schedulers.py)
+    fair_inference_weight: float = Field(0.5, gt=0.0, lt=1.0)  # fair: inference's part of the GPUs
+    uniform_inference_fraction: float = Field(0.5, gt=0.0, lt=1.0)  # uniform: static inference split
+    min_inference_accuracy: float = Field(0.0, ge=0.0, le=1.0)  # thief: never plan a camera below it
+    # fair/uniform retrain every camera with one fixed config; default: the grid's middle entry
+    retraining_config: str | None = None
+    replan_on_completion: bool = True
+    # thief/ekya: plan on accuracies forecast one window ahead from each camera's measured error growth
+    # (controller/planner/drift.py) instead of the closed window's
+    drift_forecast: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        # imported here: the registry pulls in every scheduler's implementation, which a config reader
+        # (e.g. a camera client) otherwise never needs
+        from controller.planner.schedulers import scheduler_names
+
+        names = scheduler_names()
+        if name not in names:
+            raise PydanticCustomError(
+                "unknown_scheduler",
+                "expected one of the registered schedulers: {names}",
+                {"names": ", ".join(names)},
+            )
+        return name
+
+
+# The retraining configurations are the trainer's own type (one definition for the config file, the
+# planner and the trainer): epochs, layers (head | last_block | all), subsample, batch_size, lr,
+# momentum, hidden, history_weight. Its `name` (e.g. "e15-all-h1024-s0.5") identifies it.
+RetrainingConfig = RetrainConfig
+
+
+def default_retraining_grid() -> list[RetrainConfig]:
+    """The 18 configurations equivalent to the original's (trainer.configs.default_grid)."""
+    return default_grid()
+
+
+class BootstrapConfig(ConfigModel):
+    """How the initial models are trained (`ekya bootstrap`, or the controller's first start)."""
+
+    history_windows: int = Field(1, ge=1, le=100)  # windows -k..-1 of every camera for the edge model
+    edge_crops: int = Field(1600, ge=10)
+    edge_epochs: int = Field(4, ge=1, le=1000)
+    golden_crops: int = Field(2400, ge=10)
+    golden_epochs: int = Field(4, ge=1, le=1000)
+
+
+class MicroprofilerConfig(ConfigModel):
+    subsample: Fraction = 0.1  # fraction of the window's labelled data each candidate trains on
+    epochs: int = Field(5, ge=1, le=100)
+    budget_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # of the window's compute spent profiling
+    prune_after_windows: int = Field(2, ge=0, le=1000)  # drop configs that kept losing; 0: never
+    serve_trials: bool = True  # serve the best trial model at once where it beats the serving one (thief/ekya)
+    # profile this many seconds before a window closes, on its data so far (thief/ekya; 0: at the close)
+    ahead_seconds: float = Field(0.0, ge=0.0, le=3600.0)
+    # also profile this often during a window, every camera whose job is done (0: only at ahead_seconds),
+    # so that the window's later frames are served by a model trained on its earlier ones
+    ahead_every_seconds: float = Field(0.0, ge=0.0, le=3600.0)
+
+
+
+
+# ------------------------------------------------------------------------------------------ the rest
+class DataConfig(ConfigModel):
+    dir: ConfigPath = Field(Path(".ekya/data"), validate_default=True)  # relative: to the config file
+    disk_budget_mb: int = Field(2048, ge=16)  # spooled frames; oldest dropped first
+    holdout_fraction: float = Field(0.25, gt=0.0, lt=1.0)  # of each window's labels, kept for testing
+
+
+class MetricsConfig(ConfigModel):
+    enabled: bool = True
+    port: int = Field(9400, ge=0, le=65535)  # 0: any free port
+    address: str = "127.0.0.1"
+
+
+class InferenceConfig(ConfigModel):
+    max_batch_size: int = Field(32, ge=1, le=4096)
+    max_instances: int = Field(4, ge=1, le=64)  # per camera model
+    max_queue_delay_us: int = Field(0, ge=0, le=10_000_000)  # Triton dynamic batching delay
+    request_timeout_s: float = Field(5.0, gt=0.0, le=600.0)
+    full_share: Fraction = 0.25  # the share at which inference keeps up with every frame
+    # the controller's labelling and measuring requests in flight at once (golden model, held-out data)
+    label_requests_in_flight: int = Field(1, ge=1, le=16)
+
+
+class DeploymentConfig(ConfigModel):
+    cameras: list[CameraConfig] = Field(min_length=1, max_length=1024)
+    edge_model: EdgeModelConfig = EdgeModelConfig()
+    golden_model: GoldenModelConfig = GoldenModelConfig()
+    window_seconds: float = Field(200.0, ge=1.0, le=86_400.0)
+    resources: Resources = Field(default_factory=lambda: CpuResources(mode="cpu"))
+    delta: float = Field(0.1, gt=0.0, le=1.0)  # thief's steal step, in GPUs (or CPU pools)
+    scheduler: SchedulerConfig = SchedulerConfig()
+    retraining_configs: list[RetrainConfig] = Field(default_factory=default_grid, min_length=1)
+    microprofiler: MicroprofilerConfig = MicroprofilerConfig()
+    triton: Triton = Field(default_factory=lambda: TritonEmbedded(mode="embedded"))
+    data: DataConfig = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+    metrics: MetricsConfig = MetricsConfig()
+    label_sampling_rate: Fraction = 0.1
+    inference: InferenceConfig = InferenceConfig()
+    bootstrap: BootstrapConfig = BootstrapConfig()
+
+    @field_validator("retraining_configs", mode="before")
+    @classmethod
+    def _expand_default_grid(cls, value: Any) -> Any:
+        if value == "default":
+            return default_grid()
+        if isinstance(value, str):
+            raise PydanticCustomError(
+                "grid",
+                "expected the string 'default' or a list of retraining configs, got {value!r}",
+                {"value": value},
+            )
+        return value
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_cameras(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
+        _unique([c.name for c in cameras], "cameras", "camera name")
+        return cameras
+
+    @field_validator("retraining_configs")
+    @classmethod
+    def _unique_configs(cls, configs: list[RetrainConfig]) -> list[RetrainConfig]:
+        _unique([c.name for c in configs], "retraining_configs", "retraining config")
+        return configs
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> DeploymentConfig:
+        wanted = self.scheduler.retraining_config
+        if wanted is not None and wanted not in {c.name for c in self.retraining_configs}:
+            raise LocatedError(
+                ("scheduler", "retraining_config"),
+                f"no retraining config named {wanted!r}; expected one of: "
+                + ", ".join(c.name for c in self.retraining_configs),
+            )
+        check_synthetic_crop_size(self.cameras, self.edge_model.input_size)
+        return self
+
+    # ------------------------------------------------------------------ conveniences for the controller
+    @property
+    def camera_names(self) -> list[str]:
+        return [c.name for c in self.cameras]
+
+    def camera(self, name: str) -> CameraConfig:
+        for cam in self.cameras:
+            if cam.name == name:
+                return cam
+        raise KeyError(f"no camera named {name!r}; cameras: {', '.join(self.camera_names)}")
+
+    @property
+    def fixed_retraining_config(self) -> RetrainConfig:
+        """The one config fair/uniform use: `scheduler.retraining_config`, else the grid's middle one."""
+        by_name = {c.name: c for c in self.retraining_configs}
+        if self.scheduler.retraining_config is not None:
+            return by_name[self.scheduler.retraining_config]
+        return self.retraining_configs[len(self.retraining_configs) // 2]
+
+    @property
+    def scheduler_settings(self) -> dict[str, Any]:
+        """The `scheduler:` keys with `retraining_config` resolved (fixed_retraining_config), for
+        `Scheduler.parameters_from`."""
+        return {**self.scheduler.model_dump(), "retraining_config": self.fixed_retraining_config.name}
+
+    @property
+    def model_repository(self) -> Path:
+        return self.triton.model_repository or self.data.dir / "model_repository"
+
+    @property
+    def mps_dir(self) -> Path | None:
+        if not isinstance(self.resources, GpuResources) or not self.resources.mps:
+            return None
+        return self.resources.mps_dir or self.data.dir / "mps"
+
