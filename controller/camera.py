@@ -22,10 +22,10 @@ from typing import Protocol
 
 import numpy as np
 
+from common.atomic import atomic_write_json
 from controller.directives import CameraDirective, DirectiveWatcher, frame_is_processed
 from controller.layout import DataLayout
 from controller.spool import Spool
-from trainer.atomic import atomic_write_json
 from trainer.streams.base import WindowData, score_tracks
 
 log = logging.getLogger(__name__)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import yaml
 
+from common.atomic import atomic_write_json
 from controller.config import DeploymentConfig, parse_config
 from controller.layout import DataLayout
-from trainer.atomic import atomic_write_json
 
 log = logging.getLogger(__name__)
 

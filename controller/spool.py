@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.atomic import atomic_write_bytes
 from controller.layout import DataLayout, window_tag
-from trainer.atomic import atomic_write_bytes
 from trainer.streams.base import UNLABELLED, WindowData, concat
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from trainer.atomic import atomic_write_text
+from common.atomic import atomic_write_text
 
 STATE_VERSION = 1
 

@@ -23,7 +23,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from trainer.atomic import atomic_write_json
+from common.atomic import atomic_write_json
 from trainer.streams.synthetic import CameraStreamSpec
 
 CACHE_VERSION = 3  # bump when training code changes what a cached model would be (3: cosine learning rate)
