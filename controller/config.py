@@ -30,8 +30,14 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
+from protocol import defaults
+from sources import source_kind, source_kinds
+from sources.folder import FolderSource
+from sources.registry import on_source_kinds_changed
+from sources.synthetic import DriftConfig, SyntheticSource
 from trainer.configs import RetrainConfig, default_grid
 
 __all__ = [
@@ -135,41 +141,20 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
 
 
-_SYNTHETIC_MAX_CROP = 256  # trainer/streams/synthetic.py: CameraStreamSpec.crop_size
-
-
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=False)
 
 
 # -------------------------------------------------------------------------------------------- cameras
-class DriftConfig(_Model):
-    """How a synthetic camera's scene drifts (trainer/streams/synthetic.py): `speed` in condition cycles
-    per 10 windows, `magnitude` from 0 (a static scene) to 1.5, `start_window`: where in its cycle the
-    deployment's window 0 is (the bootstrap history is always the cycle's start, daytime)."""
-
-    speed: float = Field(1.0, ge=0.0, le=100.0)
-    magnitude: float = Field(1.0, ge=0.0, le=1.5)
-    start_window: float = Field(0.0, ge=0.0, le=1000.0)
+# A camera's `source:` is one of the kinds registered in sources/registry.py (importing `sources`
+# registers the built-ins): the union is rebuilt whenever a kind is registered, so a new kind validates
+# without a change here.
+def _source_union() -> Any:
+    models = tuple(kind.config_model for kind in source_kinds())
+    return Annotated[Union[models], Field(discriminator="kind")]  # noqa: UP007 (a runtime tuple of models)
 
 
-class SyntheticSource(_Model):
-    kind: Literal["synthetic"]
-    seed: int = Field(0, ge=0)
-    drift: DriftConfig = DriftConfig()
-    fps: float = Field(10.0, gt=0.0, le=240.0)
-    objects_per_frame: int = Field(3, ge=1, le=256)
-
-
-class FolderSource(_Model):
-    """Frames listed by a manifest (written by `ekya prepare`), streamed at `fps`."""
-
-    kind: Literal["folder"]
-    manifest: ConfigPath
-    fps: float = Field(10.0, gt=0.0, le=240.0)
-
-
-Source = Annotated[SyntheticSource | FolderSource, Field(discriminator="kind")]
+Source = _source_union()
 
 
 class CameraConfig(_Model):
@@ -188,12 +173,24 @@ class CameraConfig(_Model):
         return name
 
 
+def _rebuild_source_union() -> None:
+    global Source
+    Source = _source_union()
+    CameraConfig.model_fields["source"] = FieldInfo.from_annotation(Source)
+    CameraConfig.model_rebuild(force=True)
+    if "DeploymentConfig" in globals():  # defined below; rebuilt too, it embeds CameraConfig's schema
+        DeploymentConfig.model_rebuild(force=True)
+
+
+on_source_kinds_changed(_rebuild_source_union)
+
+
 # --------------------------------------------------------------------------------------------- models
 class EdgeModelConfig(_Model):
     """The per-camera model served live and retrained every window."""
 
     family: EdgeFamily = "resnet18"
-    input_size: int = Field(64, ge=16, le=512)
+    input_size: int = Field(defaults.EDGE_INPUT_SIZE, ge=16, le=512)
     hidden: Literal[64, 1024] = 64  # width of the two-layer classification head
 
 
@@ -280,7 +277,7 @@ def default_retraining_grid() -> list[RetrainConfig]:
 class BootstrapConfig(_Model):
     """How the initial models are trained (`ekya bootstrap`, or the controller's first start)."""
 
-    history_windows: int = Field(1, ge=1, le=100)  # windows -k..-1 of every camera for the edge model
+    history_windows: int = Field(defaults.HISTORY_WINDOWS, ge=1, le=100)  # windows -k..-1 of every camera for the edge model
     edge_crops: int = Field(1600, ge=10)
     edge_epochs: int = Field(4, ge=1, le=1000)
     golden_crops: int = Field(2400, ge=10)
@@ -402,8 +399,8 @@ Triton = Annotated[TritonEmbedded | TritonExternal, Field(discriminator="mode")]
 
 # ------------------------------------------------------------------------------------------ the rest
 class DataConfig(_Model):
-    dir: ConfigPath = Field(Path(".ekya/data"), validate_default=True)  # relative: to the config file
-    disk_budget_mb: int = Field(2048, ge=16)  # spooled frames; oldest dropped first
+    dir: ConfigPath = Field(defaults.DATA_DIR, validate_default=True)  # relative: to the config file
+    disk_budget_mb: int = Field(defaults.DISK_BUDGET_MB, ge=16)  # spooled frames; oldest dropped first
     holdout_fraction: float = Field(0.25, gt=0.0, lt=1.0)  # of each window's labels, kept for testing
 
 
@@ -417,7 +414,7 @@ class InferenceConfig(_Model):
     max_batch_size: int = Field(32, ge=1, le=4096)
     max_instances: int = Field(4, ge=1, le=64)  # per camera model
     max_queue_delay_us: int = Field(0, ge=0, le=10_000_000)  # Triton dynamic batching delay
-    request_timeout_s: float = Field(5.0, gt=0.0, le=600.0)
+    request_timeout_s: float = Field(defaults.REQUEST_TIMEOUT_S, gt=0.0, le=600.0)
     full_share: Fraction = 0.25  # the share at which inference keeps up with every frame
     # the controller's labelling and measuring requests in flight at once (golden model, held-out data)
     label_requests_in_flight: int = Field(1, ge=1, le=16)
@@ -427,7 +424,7 @@ class DeploymentConfig(_Model):
     cameras: list[CameraConfig] = Field(min_length=1, max_length=1024)
     edge_model: EdgeModelConfig = EdgeModelConfig()
     golden_model: GoldenModelConfig = GoldenModelConfig()
-    window_seconds: float = Field(200.0, ge=1.0, le=86_400.0)
+    window_seconds: float = Field(defaults.WINDOW_SECONDS, ge=1.0, le=86_400.0)
     resources: Resources = Field(default_factory=lambda: CpuResources(mode="cpu"))
     delta: float = Field(0.1, gt=0.0, le=1.0)  # thief's steal step, in GPUs (or CPU pools)
     scheduler: SchedulerConfig = SchedulerConfig()
@@ -436,7 +433,7 @@ class DeploymentConfig(_Model):
     triton: Triton = Field(default_factory=lambda: TritonEmbedded(mode="embedded"))
     data: DataConfig = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
     metrics: MetricsConfig = MetricsConfig()
-    label_sampling_rate: Fraction = 0.1
+    label_sampling_rate: Fraction = defaults.LABEL_SAMPLING_RATE
     inference: InferenceConfig = InferenceConfig()
     bootstrap: BootstrapConfig = BootstrapConfig()
 
@@ -474,14 +471,14 @@ class DeploymentConfig(_Model):
                 f"no retraining config named {wanted!r}; expected one of: "
                 + ", ".join(c.name for c in self.retraining_configs),
             )
-        if self.edge_model.input_size > _SYNTHETIC_MAX_CROP:
-            for index, camera in enumerate(self.cameras):
-                if isinstance(camera.source, SyntheticSource):
-                    raise _LocatedError(
-                        ("edge_model", "input_size"),
-                        f"synthetic cameras (cameras[{index}]) generate crops of at most {_SYNTHETIC_MAX_CROP} px; "
-                        f"expected input_size <= {_SYNTHETIC_MAX_CROP}",
-                    )
+        for index, camera in enumerate(self.cameras):
+            kind = source_kind(camera.source.kind)
+            if kind.max_crop_size is not None and self.edge_model.input_size > kind.max_crop_size:
+                raise _LocatedError(
+                    ("edge_model", "input_size"),
+                    f"{kind.name} cameras (cameras[{index}]) generate crops of at most {kind.max_crop_size} px; "
+                    f"expected input_size <= {kind.max_crop_size}",
+                )
         return self
 
     # ------------------------------------------------------------------ conveniences for the controller

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.config import DeploymentConfig, GpuResources
-from controller.directives import CameraDirective, write_directive
 from controller.labelling import GOLDEN_MODEL, accuracy_through_triton, golden_labels
 from controller.layout import DataLayout
 from controller.metrics import ControllerMetrics
@@ -48,7 +47,6 @@ from controller.planner.drift import Measurement, error_growth, forecast
 from controller.planner.microprofile import ConfigPruner, Outcome, PredictionLedger
 from controller.planner.objective import throughput_time
 from controller.profiles_io import deployment_throughput
-from controller.spool import Spool
 from controller.state import CameraRecord, ControllerState, WindowRecord
 from controller.trainers import PUBLISH_SECONDS, WORKER_STARTUP_SECONDS, Finished, TrainerPool, kill_orphans
 from controller.triton.client import TritonClient
@@ -56,6 +54,8 @@ from controller.triton.repository import ModelRepository
 from controller.triton.server import TritonServer, new_admin_key_file
 from controller.triton.serving import PublishError, ServingManager
 from controller.triton.spec import ModelSpec
+from protocol.directives import CameraDirective, write_directive
+from protocol.spool import Spool
 from trainer.configs import RetrainConfig
 from trainer.jobs import TRAINER_MIN_FREE_MEMORY_MB
 from trainer.streams.base import WindowData

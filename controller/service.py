@@ -14,9 +14,9 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from controller.camera import SPOOL_CHUNK_SECONDS
 from controller.config import DeploymentConfig
 from controller.loop import Controller
+from protocol.spool import SPOOL_CHUNK_SECONDS
 
 log = logging.getLogger(__name__)
 
