@@ -64,10 +64,12 @@ def bootstrap_data(config: DeploymentConfig):
                          history=history, golden=golden, trained_on=f"windows {windows}")
 
 
-def bootstrap_for(config: DeploymentConfig, *, progress: bool = True, cache_dir: Path | None = None):
+def bootstrap_for(config: DeploymentConfig, *, progress: bool = True, cache_dir: Path | None = None,
+                  force: bool = False):
     """Train (or reuse) the initial models for the config's cameras."""
     from trainer.bootstrap import bootstrap_from_data
 
     device = "cuda:0" if isinstance(config.resources, GpuResources) else "cpu"
     return bootstrap_from_data(bootstrap_data(config), bootstrap_settings(config),
-                               cache_dir or bootstrap_cache_dir(config), device=device, progress=progress)
+                               cache_dir or bootstrap_cache_dir(config), device=device, progress=progress,
+                               force=force)

@@ -3,7 +3,13 @@
 Importing this package registers the built-in kinds, synthetic and folder.
 """
 
-from sources import folder, synthetic  # noqa: F401  (registers the built-in kinds)
+# The built-in kinds register themselves at import, in this order (the order errors list them in).
+from sources import synthetic  # noqa: F401
+
+# isort: split
+from sources import folder  # noqa: F401
+
+# isort: split
 from sources.registry import (
     FrameSource,
     SourceContext,
