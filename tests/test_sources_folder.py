@@ -48,9 +48,10 @@ CONFIG = {
 
 
 def render_manifest(directory: Path, windows: int = MANIFEST_WINDOWS, *, unlabelled_every: int = 7,
-                    track_ids: bool = True) -> Path:
+                    track_ids: bool = True, labels_at_most: int | None = None) -> Path:
     """The generator's crops as PNG files plus a manifest: labels (every `unlabelled_every`-th left
-    empty), track ids and timestamps on the generator's clock (window w: floor(t / WINDOW_S) == w)."""
+    empty, and all after the first `labels_at_most`), track ids and timestamps on the generator's clock
+    (window w: floor(t / WINDOW_S) == w)."""
     rows = []
     for window in range(windows):
         data = generate_window(SPEC, window)
@@ -60,7 +61,8 @@ def render_manifest(directory: Path, windows: int = MANIFEST_WINDOWS, *, unlabel
             Image.fromarray(data.images[i]).save(path)
             rows.append({"path": str(path.relative_to(directory)), "camera": "street",
                          "timestamp": float(data.timestamps[i]),
-                         "label": "" if len(rows) % unlabelled_every == 0 else CLASSES[data.labels[i]],
+                         "label": "" if len(rows) % unlabelled_every == 0
+                         or (labels_at_most is not None and len(rows) >= labels_at_most) else CLASSES[data.labels[i]],
                          "track_id": int(data.track_ids[i]) if track_ids else ""})
     return write_manifest(directory / "manifest.csv", rows)
 
@@ -128,13 +130,16 @@ def test_profile_from_tracks_and_clear_errors(tmp_path: Path, deployment: Path) 
         folder.open(source.model_copy(update={"manifest": tmp_path / "nope.csv"}), ctx)
 
 
-def test_bootstrap_refuses_too_few_labelled_crops(tmp_path: Path) -> None:
-    render_manifest(tmp_path / "frames", windows=1, unlabelled_every=1)
+@pytest.mark.parametrize(("labels_at_most", "message"), [
+    (0, "camera 'cam0': its folder source has no labels to bootstrap from"),
+    (6, "the bootstrap history of cam0 has 5 labelled crops; at least 20 are needed"),
+])
+def test_bootstrap_refuses_too_few_labelled_crops(tmp_path: Path, labels_at_most: int, message: str) -> None:
+    render_manifest(tmp_path / "frames", windows=2, labels_at_most=labels_at_most)
     (tmp_path / "deployment.yaml").write_text(yaml.safe_dump(CONFIG))
     result = subprocess.run([sys.executable, "-m", "controller.cli", "bootstrap", "--config",
                              str(tmp_path / "deployment.yaml")], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2
-    assert "camera 'cam0': its folder source has no labels to bootstrap from" in result.stderr
+    assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
 # ---- bootstrap, camera, controller -------------------------------------------------------------------------
