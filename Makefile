@@ -23,7 +23,7 @@ test: setup
 	$(PY) -m pytest -q
 
 lint: setup
-	$(VENV)/bin/ruff check controller trainer tests bench
+	$(VENV)/bin/ruff check controller trainer camera protocol sources common tests bench
 
 clean:
 	rm -rf $(VENV) .ekya build *.egg-info

@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench.machine import describe
     from controller.bootstrap_settings import bootstrap_settings
     from controller.config import load_config
-    from controller.sources import stream_spec
+    from controller.source_context import source_context
+    from sources.synthetic import stream_spec
     from trainer.configs import RetrainConfig
     from trainer.models import build_model
     from trainer.streams.base import concat
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = load_config(args.config)
     s = bootstrap_settings(config)
-    cameras = [stream_spec(config, c.name) for c in config.cameras]
+    cameras = [stream_spec(c.source, source_context(config, c.name)) for c in config.cameras]
     windows = list(range(-s.history_windows, 0))
     per_window = -(-s.edge_crops // (len(cameras) * len(windows)))  # as trainer.bootstrap._train_edges
     data = concat(generate_many([(c, w, 0, per_window) for c in cameras for w in windows]), camera="shared")

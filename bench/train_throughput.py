@@ -186,7 +186,7 @@ def main() -> int:
                 else:
                     line += f" {eager:>9.1f} {'--':>9}"
             print(line, flush=True)
-            from trainer.atomic import atomic_write_json
+            from common.atomic import atomic_write_json
 
             atomic_write_json(Path(args.out) / f"{slug}-{model}-{size}-b{batch}.json", prof)
             profiles.append(prof)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from controller.config import DeploymentConfig, GpuResources
+from controller.source_context import kind_of, source_context
+from sources import SourceError
 
 
 def bootstrap_settings(config: DeploymentConfig):
@@ -29,14 +31,45 @@ def bootstrap_cache_dir(config: DeploymentConfig) -> Path:
     return Path(config.data.dir) / "models"
 
 
-def bootstrap_for(config: DeploymentConfig, *, progress: bool = True, cache_dir: Path | None = None):
-    """Train (or reuse) the initial models for the config's cameras."""
-    from controller.sources import stream_spec
-    from trainer.bootstrap import bootstrap
+def bootstrap_data(config: DeploymentConfig):
+    """What the bootstrap trains on, from each camera's source kind: the labelled history (windows
+    -history_windows..-1) and, where every kind has its own, the golden model's crops."""
+    from trainer.bootstrap import BootstrapData
+    from trainer.streams.base import concat
 
-    synthetic = [stream_spec(config, c.name) for c in config.cameras if c.source.kind == "synthetic"]
-    if len(synthetic) != len(config.cameras):
-        raise NotImplementedError("bootstrap from folder sources: run `ekya bootstrap` with the manifest first")
+    cameras = [(c, kind_of(config, c.name), source_context(config, c.name)) for c in config.cameras]
+    for camera, kind, ctx in cameras:
+        if not kind.has_ground_truth(camera.source, ctx):
+            raise SourceError(f"camera {camera.name!r}: its {kind.name} source has no labels to bootstrap from")
+    b = config.bootstrap
+    windows = list(range(-b.history_windows, 0))
+    per_window = -(-b.edge_crops // (len(cameras) * len(windows)))  # make only the crops trained on
+
+    def history():
+        return concat([kind.bootstrap_windows(camera.source, ctx, windows, per_window)
+                       for camera, kind, ctx in cameras], camera="shared")
+
+    def golden_part(crops: int, salt: int):
+        per_camera = max(1, crops // len(cameras))
+        return concat([kind.golden_windows(camera.source, ctx, per_camera, salt)
+                       for camera, kind, ctx in cameras], camera="all")
+
+    golden = None
+    if all(kind.golden_windows is not None for _, kind, _ in cameras):
+        def golden():
+            return golden_part(b.golden_crops, 1), golden_part(max(200, b.golden_crops // 6), 2)
+
+    return BootstrapData(cameras=[c.name for c, _, _ in cameras],
+                         identity=[kind.identity(camera.source, ctx) for camera, kind, ctx in cameras],
+                         history=history, golden=golden, trained_on=f"windows {windows}")
+
+
+def bootstrap_for(config: DeploymentConfig, *, progress: bool = True, cache_dir: Path | None = None,
+                  force: bool = False):
+    """Train (or reuse) the initial models for the config's cameras."""
+    from trainer.bootstrap import bootstrap_from_data
+
     device = "cuda:0" if isinstance(config.resources, GpuResources) else "cpu"
-    return bootstrap(synthetic, bootstrap_settings(config), cache_dir or bootstrap_cache_dir(config),
-                     device=device, progress=progress)
+    return bootstrap_from_data(bootstrap_data(config), bootstrap_settings(config),
+                               cache_dir or bootstrap_cache_dir(config), device=device, progress=progress,
+                               force=force)

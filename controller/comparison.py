@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -21,10 +20,10 @@ from pathlib import Path
 
 import yaml
 
+from common.atomic import atomic_write_json
 from controller.config import DeploymentConfig, parse_config
 from controller.layout import DataLayout
 from controller.reconcile.records import WindowRecord
-from trainer.atomic import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +65,11 @@ def _config_for_run(raw: dict, base_dir: Path, run_dir: Path, scheduler: str) ->
     data.setdefault("data", {})["dir"] = str(run_dir / "data")
     data.setdefault("metrics", {})["port"] = 0
     data.setdefault("triton", {"mode": "embedded"})
-    for camera in data.get("cameras", []):  # the run's config file lives elsewhere: make paths absolute
-        source = camera.get("source", {})
-        if source.get("kind") == "folder" and not os.path.isabs(source.get("manifest", "/")):
-            source["manifest"] = str((base_dir / source["manifest"]).resolve())
-    return data, parse_config(data, base_dir=base_dir, source=str(run_dir / "deployment.yaml"))
+    config = parse_config(data, base_dir=base_dir, source=str(run_dir / "deployment.yaml"))
+    # The run's config file lives elsewhere: its sources are written as validated, paths made absolute.
+    for camera in data["cameras"]:
+        camera["source"] = config.camera(camera["name"]).source.model_dump(mode="json")
+    return data, config
 
 
 def run_scheduler(raw: dict, base_dir: Path, work_dir: Path, scheduler: str, windows: int,

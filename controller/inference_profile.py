@@ -1,5 +1,5 @@
 """The stride -> accuracy-factor inference profile the planner uses, measured on the cameras' own
-streams where they are synthetic (objects persist over frames, so skipping frames costs what it
+streams where their source kind can (objects persist over frames, so skipping frames costs what it
 costs on that video), else the original system's profile."""
 
 from __future__ import annotations
@@ -7,22 +7,17 @@ from __future__ import annotations
 import numpy as np
 
 from controller.planner import InferenceProfile
+from controller.source_context import kind_of, source_context
 
 
 def measured_profile(config) -> InferenceProfile:
-    from controller.sources import stream_spec
-    from trainer.streams.base import stride_profile
-    from trainer.streams.synthetic import generate_window
-
     full_share = config.inference.full_share
-    synthetic = [c.name for c in config.cameras if c.source.kind == "synthetic"]
-    if not synthetic:
-        return InferenceProfile(full_share=full_share)
     factors: dict[int, list[float]] = {}
-    for name in synthetic:
-        window = generate_window(stream_spec(config, name), 0, render_pixels=False)  # tracks suffice
-        # A perfect model: what remains is the cost of skipping frames alone.
-        for stride, factor in stride_profile(window, window.labels).items():
+    for camera in config.cameras:
+        profile = kind_of(config, camera.name).stride_profile(camera.source, source_context(config, camera.name))
+        for stride, factor in profile or ():
             factors.setdefault(stride, []).append(factor)
+    if not factors:
+        return InferenceProfile(full_share=full_share)
     pairs = sorted((float(s), float(np.mean(f))) for s, f in factors.items())
     return InferenceProfile.from_pairs(pairs, full_share=full_share)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from controller.camera import to_model_input
 from controller.triton.client import TritonClient
+from protocol.model_input import to_model_input
 
 GOLDEN_MODEL = "golden"
 

@@ -15,9 +15,9 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-from controller.camera import SPOOL_CHUNK_SECONDS
 from controller.config import DeploymentConfig
 from controller.runtime.deployment import Deployment
+from protocol.spool import SPOOL_CHUNK_SECONDS
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
+from common.atomic import atomic_write_text
 from controller.reconcile.records import CameraWindowRecord, WindowRecord
-from trainer.atomic import atomic_write_text
 
 STATE_VERSION = 2  # 2: typed window records (1 kept them as free-form dicts)
 _V1_RECORD_KEYS = set(CameraWindowRecord.model_fields) - {"job", "retrained", "trial", "ahead_trial"}

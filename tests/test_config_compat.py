@@ -28,10 +28,12 @@ def test_model_families_are_the_ones_the_trainer_builds() -> None:
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_shipped_camera_makes_a_valid_synthetic_stream(path: Path) -> None:
-    from controller import sources
+    from controller.source_context import source_context
+    from sources.synthetic import stream_spec
+
     cfg = load_config(path)
     for name in cfg.camera_names:
-        spec = sources.stream_spec(cfg, name)
+        spec = stream_spec(cfg.camera(name).source, source_context(cfg, name))
         assert spec.crop_size == cfg.edge_model.input_size
         assert spec.frames_per_window >= 1
         drift = cfg.camera(name).source.drift

@@ -17,13 +17,15 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from trainer.atomic import atomic_write_json
+from common.atomic import atomic_write_json
+from trainer.streams.base import WindowData
 from trainer.streams.synthetic import CameraStreamSpec
 
 CACHE_VERSION = 3  # bump when training code changes what a cached model would be (3: cosine learning rate)
@@ -201,3 +203,73 @@ class _Progress:
         if self._p is not None:
             acc = f"val acc {val_accuracy:.3f}" if val_accuracy is not None else ""
             self._p.update(task, advance=1, acc=acc)
+
+
+MIN_BOOTSTRAP_CROPS = 20  # fewer labelled crops cannot train a model and hold some out to measure it
+
+
+class BootstrapDataError(ValueError):
+    """Too little labelled data to bootstrap from; the message says how much there is and where."""
+
+
+@dataclass(frozen=True)
+class BootstrapData:
+    """What a deployment's bootstrap trains on, made only when the cache does not have the models.
+
+    `identity` (one JSON-able entry per camera) keys the cache like the synthetic specs do in `bootstrap`;
+    `history()` is the pooled labelled history of every camera; `golden()` is the golden model's (train,
+    held-out) crops, or None for a split of the history."""
+
+    cameras: list[str]
+    identity: list[dict[str, Any]]
+    history: Callable[[], WindowData]
+    golden: Callable[[], tuple[WindowData, WindowData]] | None = None
+    trained_on: str = "history"
+
+
+def bootstrap_from_data(data: BootstrapData, settings: BootstrapSettings | None = None,
+                        cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR, *, device: str = "cpu",
+                        progress: bool = True, force: bool = False) -> BootstrapResult:
+    """`bootstrap` on any cameras' labelled history: one shared edge model, and the golden model."""
+    settings = settings or BootstrapSettings()
+    if settings.per_camera:
+        raise ValueError("bootstrap_from_data trains one shared edge model (per_camera is not supported)")
+    blob = json.dumps({"v": CACHE_VERSION, "settings": settings.model_dump(), "cameras": data.identity},
+                      sort_keys=True)
+    key = hashlib.sha256(blob.encode()).hexdigest()[:16]  # as cache_key(): synthetic caches stay valid
+    directory = Path(cache_dir) / key
+    t0 = time.perf_counter()
+    if not force and (cached := _load_manifest(directory)) is not None:
+        cached.seconds = time.perf_counter() - t0
+        return cached
+    history = data.history()
+    if history.num_labelled < MIN_BOOTSTRAP_CROPS:
+        raise BootstrapDataError(f"the bootstrap history of {', '.join(data.cameras)} has {history.num_labelled} "
+                                 f"labelled crops; at least {MIN_BOOTSTRAP_CROPS} are needed")
+    history = history.labelled()
+    directory.mkdir(parents=True, exist_ok=True)
+    s = settings
+    with _Progress(progress) as prog:
+        edge_data = history.subsample(min(1.0, s.edge_crops / len(history)), seed=s.seed)
+        train, val = edge_data.split(0.15, seed=s.seed)
+        path, edge_acc = _fit("edge shared", s.edge_family, s.edge_hidden, s.edge_input_size, train, val,
+                              s.edge_epochs, s.edge_lr, s, directory / "edge-shared.pt", device, prog,
+                              {"role": "edge", "trained_on": data.trained_on})
+        acc = {"edge:shared": edge_acc}
+        golden = None
+        if s.golden:
+            if data.golden is not None:
+                golden_train, golden_val = data.golden()
+            else:
+                golden_train, golden_val = history.subsample(min(1.0, s.golden_crops / len(history)),
+                                                             seed=s.seed + 1).split(0.15, seed=s.seed + 1)
+            golden, acc["golden"] = _fit("golden", s.golden_family, s.golden_hidden, s.golden_input_size,
+                                         golden_train, golden_val, s.golden_epochs, s.golden_lr, s,
+                                         directory / "golden.pt", device, prog, {"role": "golden"})
+    edge = dict.fromkeys(data.cameras, path)
+    result = BootstrapResult(key, directory, edge, golden, acc, reused=False, seconds=time.perf_counter() - t0)
+    atomic_write_json(directory / "manifest.json", {
+        "key": key, "settings": settings.model_dump(), "cameras": data.identity,
+        "edge_models": {k: v.name for k, v in edge.items()},
+        "golden_model": golden.name if golden else None, "accuracy": acc, "seconds": round(result.seconds, 2)})
+    return result

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.atomic import atomic_write
+from common.atomic import atomic_write
 from trainer.models import CropClassifier
 
 INPUT_NAME = "input"

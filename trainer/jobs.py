@@ -82,7 +82,7 @@ class TrainJob(BaseModel):
         return int(self.device.split(":")[1]) if ":" in self.device else 0
 
     def write(self, path: str | os.PathLike[str] | None = None) -> Path:
-        from trainer.atomic import atomic_write_text
+        from common.atomic import atomic_write_text
 
         return atomic_write_text(path or self.output_dir / JOB_FILE, self.model_dump_json(indent=2))
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from trainer.atomic import atomic_write
+from common.atomic import atomic_write
 from trainer.streams.base import CLASSES
 
 EDGE_FAMILIES: tuple[str, ...] = ("resnet18", "mobilenet_v3_small", "shufflenet_v2_x0_5")

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trainer.atomic import atomic_write, atomic_write_text
+from common.atomic import atomic_write, atomic_write_text
 from trainer.jobs import (
     BEST_FILE,
     EXIT_BAD_DATA,

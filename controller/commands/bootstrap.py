@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path,
+                        help="a deployment config: bootstrap its cameras with its settings, into <data.dir>/models "
+                             "(the options below, but --force and --json, are then not used)")
     parser.add_argument("--cameras", type=int, default=4, help="number of synthetic cameras (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="camera seed set (default 0)")
     parser.add_argument("--crop-size", type=int, default=64, help="crop size of the streams (default 64)")
@@ -22,17 +27,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer.bootstrap import BootstrapSettings, bootstrap
-    from trainer.streams.synthetic import default_cameras
+    if args.config is not None:
+        result = _bootstrap_deployment(args)
+        if result is None:
+            return 2
+    else:
+        from trainer.bootstrap import BootstrapSettings, bootstrap
+        from trainer.streams.synthetic import default_cameras
 
-    if args.cameras < 1:
-        print("ekya bootstrap: --cameras must be >= 1")
-        return 2
-    cameras = default_cameras(args.cameras, seed=args.seed, crop_size=args.crop_size)
-    settings = BootstrapSettings(edge_family=args.model, edge_input_size=args.input_size,
-                                 per_camera=args.per_camera, golden=not args.no_golden)
-    result = bootstrap(cameras, settings, args.data_dir, device=args.device, progress=not args.json,
-                       force=args.force)
+        if args.cameras < 1:
+            print("ekya bootstrap: --cameras must be >= 1")
+            return 2
+        cameras = default_cameras(args.cameras, seed=args.seed, crop_size=args.crop_size)
+        settings = BootstrapSettings(edge_family=args.model, edge_input_size=args.input_size,
+                                     per_camera=args.per_camera, golden=not args.no_golden)
+        result = bootstrap(cameras, settings, args.data_dir, device=args.device, progress=not args.json,
+                           force=args.force)
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
@@ -41,3 +51,17 @@ def run(args: argparse.Namespace) -> int:
         for name, acc in result.accuracy.items():
             print(f"  {name:<16} val accuracy {acc:.3f}")
     return 0
+
+
+def _bootstrap_deployment(args: argparse.Namespace):
+    """The deployment's bootstrap (what `ekya run` would train at its first start); None on bad input."""
+    from controller.bootstrap_settings import bootstrap_for
+    from controller.config import ConfigError, load_config
+    from sources import SourceError
+    from trainer.bootstrap import BootstrapDataError
+
+    try:
+        return bootstrap_for(load_config(args.config), progress=not args.json, force=args.force)
+    except (ConfigError, SourceError, BootstrapDataError) as exc:
+        print(f"ekya bootstrap: {exc}", file=sys.stderr)
+        return None

@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from controller.config import ConfigError, load_config
     from controller.service import run_controller
+    from sources import SourceError
+    from trainer.bootstrap import BootstrapDataError
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -34,8 +36,12 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    controller = run_controller(config, scheduler=args.scheduler, max_windows=args.windows, stop=stop,
-                                keep_triton=args.keep_triton)
+    try:
+        controller = run_controller(config, scheduler=args.scheduler, max_windows=args.windows, stop=stop,
+                                    keep_triton=args.keep_triton)
+    except (SourceError, BootstrapDataError) as exc:  # a camera's source cannot serve or bootstrap it
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     state = controller.state
     print(f"controller stopped after window {state.window if state else '?'}; "
           f"{state.swaps if state else 0} model swaps, {state.trainer_failures if state else 0} trainer failures")

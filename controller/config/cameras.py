@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import Field, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
+from sources.registry import on_source_kinds_changed
+
 from .fields import ConfigModel
-from .sources import Source
+from .sources import Source, source_union
 
 __all__ = ["CAMERA_NAME_PATTERN", "RESERVED_CAMERA_NAMES", "CameraConfig"]
 
@@ -31,3 +34,13 @@ class CameraConfig(ConfigModel):
                 {"name": name},
             )
         return name
+
+
+def _rebuild_source_union() -> None:
+    """A kind was registered: CameraConfig's `source` accepts it (models embedding CameraConfig rebuild
+    on the same notice, registered after this one)."""
+    CameraConfig.model_fields["source"] = FieldInfo.from_annotation(source_union())
+    CameraConfig.model_rebuild(force=True)
+
+
+on_source_kinds_changed(_rebuild_source_union)

@@ -10,13 +10,15 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from protocol import defaults
+from sources.registry import on_source_kinds_changed
 from trainer.configs import RetrainConfig, default_grid
 
 from .cameras import CameraConfig
 from .errors import LocatedError
 from .fields import ConfigModel, ConfigPath, Fraction
 from .resources import CpuResources, GpuResources, Resources
-from .sources import check_synthetic_crop_size
+from .sources import check_crop_size
 from .triton import Triton, TritonEmbedded
 
 __all__ = [
@@ -54,7 +56,7 @@ class EdgeModelConfig(ConfigModel):
     """The per-camera model served live and retrained every window."""
 
     family: EdgeFamily = "resnet18"
-    input_size: int = Field(64, ge=16, le=512)
+    input_size: int = Field(defaults.EDGE_INPUT_SIZE, ge=16, le=512)
     hidden: Literal[64, 1024] = 64  # width of the two-layer classification head
 
 
@@ -110,7 +112,7 @@ def default_retraining_grid() -> list[RetrainConfig]:
 class BootstrapConfig(ConfigModel):
     """How the initial models are trained (`ekya bootstrap`, or the controller's first start)."""
 
-    history_windows: int = Field(1, ge=1, le=100)  # windows -k..-1 of every camera for the edge model
+    history_windows: int = Field(defaults.HISTORY_WINDOWS, ge=1, le=100)  # windows -k..-1 of every camera for the edge model
     edge_crops: int = Field(1600, ge=10)
     edge_epochs: int = Field(4, ge=1, le=1000)
     golden_crops: int = Field(2400, ge=10)
@@ -134,8 +136,8 @@ class MicroprofilerConfig(ConfigModel):
 
 # ------------------------------------------------------------------------------------------ the rest
 class DataConfig(ConfigModel):
-    dir: ConfigPath = Field(Path(".ekya/data"), validate_default=True)  # relative: to the config file
-    disk_budget_mb: int = Field(2048, ge=16)  # spooled frames; oldest dropped first
+    dir: ConfigPath = Field(defaults.DATA_DIR, validate_default=True)  # relative: to the config file
+    disk_budget_mb: int = Field(defaults.DISK_BUDGET_MB, ge=16)  # spooled frames; oldest dropped first
     holdout_fraction: float = Field(0.25, gt=0.0, lt=1.0)  # of each window's labels, kept for testing
 
 
@@ -149,7 +151,7 @@ class InferenceConfig(ConfigModel):
     max_batch_size: int = Field(32, ge=1, le=4096)
     max_instances: int = Field(4, ge=1, le=64)  # per camera model
     max_queue_delay_us: int = Field(0, ge=0, le=10_000_000)  # Triton dynamic batching delay
-    request_timeout_s: float = Field(5.0, gt=0.0, le=600.0)
+    request_timeout_s: float = Field(defaults.REQUEST_TIMEOUT_S, gt=0.0, le=600.0)
     full_share: Fraction = 0.25  # the share at which inference keeps up with every frame
     # the controller's labelling and measuring requests in flight at once (golden model, held-out data)
     label_requests_in_flight: int = Field(1, ge=1, le=16)
@@ -159,7 +161,7 @@ class DeploymentConfig(ConfigModel):
     cameras: list[CameraConfig] = Field(min_length=1, max_length=1024)
     edge_model: EdgeModelConfig = EdgeModelConfig()
     golden_model: GoldenModelConfig = GoldenModelConfig()
-    window_seconds: float = Field(200.0, ge=1.0, le=86_400.0)
+    window_seconds: float = Field(defaults.WINDOW_SECONDS, ge=1.0, le=86_400.0)
     resources: Resources = Field(default_factory=lambda: CpuResources(mode="cpu"))
     delta: float = Field(0.1, gt=0.0, le=1.0)  # thief's steal step, in GPUs (or CPU pools)
     scheduler: SchedulerConfig = SchedulerConfig()
@@ -168,7 +170,7 @@ class DeploymentConfig(ConfigModel):
     triton: Triton = Field(default_factory=lambda: TritonEmbedded(mode="embedded"))
     data: DataConfig = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
     metrics: MetricsConfig = MetricsConfig()
-    label_sampling_rate: Fraction = 0.1
+    label_sampling_rate: Fraction = defaults.LABEL_SAMPLING_RATE
     inference: InferenceConfig = InferenceConfig()
     bootstrap: BootstrapConfig = BootstrapConfig()
 
@@ -206,7 +208,7 @@ class DeploymentConfig(ConfigModel):
                 f"no retraining config named {wanted!r}; expected one of: "
                 + ", ".join(c.name for c in self.retraining_configs),
             )
-        check_synthetic_crop_size(self.cameras, self.edge_model.input_size)
+        check_crop_size(self.cameras, self.edge_model.input_size)
         return self
 
     # ------------------------------------------------------------------ conveniences for the controller
@@ -244,3 +246,6 @@ class DeploymentConfig(ConfigModel):
             return None
         return self.resources.mps_dir or self.data.dir / "mps"
 
+
+
+on_source_kinds_changed(lambda: DeploymentConfig.model_rebuild(force=True))  # it embeds CameraConfig

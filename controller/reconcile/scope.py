@@ -14,8 +14,8 @@ from controller.planner.schedulers import Scheduler
 from controller.reconcile.events import EventLog
 from controller.reconcile.ports import CameraChannel, Clock, DeviceChooser, Profiler, Serving, Trainers
 from controller.reconcile.publish import Publisher
-from controller.spool import Spool
 from controller.state import ControllerState
+from protocol.spool import Spool
 from trainer.configs import RetrainConfig
 
 

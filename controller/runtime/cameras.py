@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from controller.directives import CameraDirective, write_directive
 from controller.layout import DataLayout
+from protocol.directives import CameraDirective, write_directive
 
 
 class FileCameraChannel:

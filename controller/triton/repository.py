@@ -18,8 +18,8 @@ import time
 import uuid
 from pathlib import Path
 
+from common.atomic import atomic_write_text
 from controller.triton.spec import ModelSpec, check_model_name, render_config
-from trainer.atomic import atomic_write_text
 
 SPEC_FILE = "ekya-spec.json"
 MODEL_FILE = "model.onnx"

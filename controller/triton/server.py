@@ -260,7 +260,7 @@ class TritonServer:
 
     def save_info(self, path: str | os.PathLike[str]) -> None:
         """Persist where the server is, so a restarted controller can reattach instead of restarting it."""
-        from trainer.atomic import atomic_write_json
+        from common.atomic import atomic_write_json
 
         assert self.info is not None
         atomic_write_json(path, self.info.to_dict())

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer.atomic import atomic_write
+from common.atomic import atomic_write
 
 # The original's six object classes, in label order.
 CLASSES: tuple[str, ...] = ("person", "car", "truck", "bus", "bicycle", "motorcycle")

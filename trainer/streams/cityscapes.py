@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.atomic import atomic_write_bytes
+from common.atomic import atomic_write_bytes
 from trainer.streams.base import CLASSES
 from trainer.streams.folder import write_manifest
 

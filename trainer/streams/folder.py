@@ -136,7 +136,7 @@ def write_manifest(path: str | os.PathLike[str], rows: list[dict[str, object]]) 
     """Write a manifest atomically (columns path, camera, timestamp, label, track_id, frame_index)."""
     import io
 
-    from trainer.atomic import atomic_write_text
+    from common.atomic import atomic_write_text
 
     buf = io.StringIO()
     cols = ["path", "camera", "timestamp", "label", "track_id", "frame_index"]

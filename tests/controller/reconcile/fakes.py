@@ -19,8 +19,8 @@ from controller.reconcile.ports import CameraProfile, Finished
 from controller.reconcile.publish import Publisher
 from controller.reconcile.scope import Scope
 from controller.reconcile.step import Reconciler
-from controller.spool import Spool
 from controller.state import CameraRecord, ControllerState, JobRecord
+from protocol.spool import Spool
 from trainer.jobs import JobResult
 from trainer.streams.base import WindowData
 

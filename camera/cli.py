@@ -1,4 +1,4 @@
-"""`ekya camera --config C --name X`: one camera's gRPC inference client."""
+"""`ekya camera --config C --name X` (or `ekya-camera ...`): one camera's gRPC inference client."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+from camera.settings import CameraSettings
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, required=True, help="deployment config (YAML)")
@@ -22,11 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="INFO")
 
 
-def triton_url_for(config, layout, wait_s: float = 120.0) -> str:
+def triton_url_for(settings: CameraSettings, wait_s: float = 120.0) -> str:
     """The gRPC endpoint: the external URL, or the embedded server's (waiting for the controller)."""
-    if config.triton.mode == "external":
-        return config.triton.url
-    info = layout.triton_dir / "server.json"
+    from protocol.files import CameraFiles
+
+    if settings.triton_mode == "external":
+        assert settings.triton_url is not None
+        return settings.triton_url
+    info = CameraFiles(settings.data_dir).triton_server_file
     deadline = time.monotonic() + wait_s
     while not info.is_file():
         if time.monotonic() > deadline:
@@ -37,32 +42,30 @@ def triton_url_for(config, layout, wait_s: float = 120.0) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from controller.camera import CameraClient
-    from controller.config import ConfigError, load_config
-    from controller.layout import DataLayout
-    from controller.sources import frame_source
+    from camera.client import CameraClient
+    from camera.settings import CameraSettingsError, load_camera_settings
+    from protocol.files import CameraFiles
+    from sources import SourceError, source_kind
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
-        config = load_config(args.config)
-        config.camera(args.name)
-    except (ConfigError, KeyError) as exc:
+        settings = load_camera_settings(args.config, args.name)
+        frames = source_kind(settings.source.kind).open(settings.source, settings.context)
+    except (CameraSettingsError, SourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    layout = DataLayout(Path(config.data.dir))
     # The embedded server's address is read once the controller's directive is there (it is up by then):
     # the camera makes its first window's frames meanwhile.
-    url = args.triton_url or (lambda: triton_url_for(config, layout))
-    client = CameraClient(args.name, frame_source(config, args.name), layout, url,
-                          label_sampling_rate=config.label_sampling_rate,
-                          spool_budget_bytes=int(config.data.disk_budget_mb * 2**20 / len(config.cameras)),
-                          request_timeout_s=config.inference.request_timeout_s)
+    url = args.triton_url or (lambda: triton_url_for(settings))
+    client = CameraClient(args.name, frames, CameraFiles(settings.data_dir), url,
+                          label_sampling_rate=settings.label_sampling_rate,
+                          spool_budget_bytes=settings.spool_budget_bytes,
+                          request_timeout_s=settings.request_timeout_s)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        windows = client.run(stop, max_windows=args.windows, first_window_seconds=config.window_seconds,
+        windows = client.run(stop, max_windows=args.windows, first_window_seconds=settings.window_seconds,
                              directive_timeout_s=args.wait_seconds)
     except (TimeoutError, InterruptedError) as exc:
         print(f"error: {exc or 'stopped before the controller started'}", file=sys.stderr)
@@ -72,3 +75,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.name} window {stats.window}: accuracy {accuracy}, {stats.processed_frames}/{stats.frames} "
               f"frames, {stats.failed_requests} failed requests")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ekya-camera", description="run one camera's gRPC inference client")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from trainer.atomic import atomic_write_json
+from common.atomic import atomic_write_json
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,24 @@ is what these tests need; serving is covered by tests/test_e2e.py.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from pathlib import Path
 
-from controller.camera import CameraClient
-from controller.directives import CameraDirective, write_directive
-from controller.layout import DataLayout
-from controller.triton.server import free_port
+from camera.client import CameraClient
+from protocol.directives import CameraDirective, write_directive
+from protocol.files import CameraFiles
 from trainer.streams.base import WindowData
 from trainer.streams.synthetic import CameraStreamSpec, generate_window
+
+
+def free_port() -> int:
+    """A port nothing listens on: the client's requests to it fail, as these tests need."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
 
 SPEC = CameraStreamSpec(name="cam", seed=1, crop_size=16, fps=4, window_seconds=2, objects_per_frame=2)
 
@@ -46,7 +54,7 @@ class SlowSource:
 
 
 def _client(tmp_path: Path, source: SlowSource) -> tuple[CameraClient, CameraDirective]:
-    layout = DataLayout(tmp_path)
+    layout = CameraFiles(tmp_path)
     directive = CameraDirective(t0=time.time(), window_seconds=SPEC.window_seconds)
     layout.directive_file("cam").parent.mkdir(parents=True, exist_ok=True)
     write_directive(layout.directive_file("cam"), directive)
@@ -76,11 +84,11 @@ def test_a_stop_does_not_wait_for_frames_being_made(tmp_path: Path) -> None:
 def test_first_window_is_made_while_waiting_for_the_controller(tmp_path: Path) -> None:
     # The process's first gRPC call (here to a closed port) has taken up to 2 s on a cold 2-core CI box,
     # which would make window 0's frames late for a reason this test is not about: pay it first.
-    from controller.triton.client import TritonClient
+    from camera.triton import InferenceClient
 
-    TritonClient(f"127.0.0.1:{free_port()}", timeout_s=0.2).server_ready()
+    InferenceClient(f"127.0.0.1:{free_port()}", timeout_s=0.2).server_ready()
     source = SlowSource(slow_s=1.5, first_too=True)
-    layout = DataLayout(tmp_path)
+    layout = CameraFiles(tmp_path)
     client = CameraClient("cam", source, layout, lambda: f"127.0.0.1:{free_port()}", request_timeout_s=0.2)
     result: list = []
     runner = threading.Thread(target=lambda: result.append(client.run(
@@ -104,7 +112,7 @@ def test_first_window_is_made_while_waiting_for_the_controller(tmp_path: Path) -
 
 
 def test_no_directive_is_a_clear_timeout(tmp_path: Path) -> None:
-    client = CameraClient("cam", SlowSource(slow_s=0.0), DataLayout(tmp_path), "127.0.0.1:1")
+    client = CameraClient("cam", SlowSource(slow_s=0.0), CameraFiles(tmp_path), "127.0.0.1:1")
     try:
         client.run(threading.Event(), max_windows=1, first_window_seconds=SPEC.window_seconds,
                    directive_timeout_s=0.5)

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from controller.layout import DataLayout, window_tag
-from trainer.atomic import atomic_write_bytes
+from common.atomic import atomic_write_bytes
+from protocol.files import CameraFiles, window_tag
 from trainer.streams.base import UNLABELLED, WindowData, concat
 
 log = logging.getLogger(__name__)
 
 SIDECARS = (".truth.npy", ".labels.npy")  # files beside a chunk: ground truth, golden labels
+SPOOL_CHUNK_SECONDS = 5.0  # a camera writes its sampled frames this often: the labeller's cadence too
 
 
 def _save_array(path: Path, values: np.ndarray) -> None:
@@ -32,7 +33,7 @@ def _save_array(path: Path, values: np.ndarray) -> None:
 
 
 class Spool:
-    def __init__(self, layout: DataLayout, camera: str, budget_bytes: int) -> None:
+    def __init__(self, layout: CameraFiles, camera: str, budget_bytes: int) -> None:
         self.layout = layout
         self.camera = camera
         self.budget_bytes = budget_bytes

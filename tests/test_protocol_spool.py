@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from controller.layout import DataLayout
-from controller.spool import Spool
+from protocol.files import CameraFiles
+from protocol.spool import Spool
 from trainer.streams.base import UNLABELLED
 from trainer.streams.synthetic import CameraStreamSpec, generate_window
 
@@ -15,7 +15,7 @@ def _window(seed: int = 0):
 
 
 def test_chunks_read_back_unlabelled_with_their_truth(tmp_path):
-    spool = Spool(DataLayout(tmp_path), "cam", budget_bytes=10**9)
+    spool = Spool(CameraFiles(tmp_path), "cam", budget_bytes=10**9)
     data = _window()
     first, second = data.take(np.arange(0, 10)), data.take(np.arange(10, 25))
     spool.write_chunk(0, 0, first)
@@ -29,7 +29,7 @@ def test_chunks_read_back_unlabelled_with_their_truth(tmp_path):
 
 
 def test_labels_written_during_the_window_are_read_at_close(tmp_path):
-    spool = Spool(DataLayout(tmp_path), "cam", budget_bytes=10**9)
+    spool = Spool(CameraFiles(tmp_path), "cam", budget_bytes=10**9)
     data = _window()
     for index in range(3):
         spool.write_chunk(0, index, data.take(np.arange(8 * index, 8 * index + 8)))
@@ -43,7 +43,7 @@ def test_labels_written_during_the_window_are_read_at_close(tmp_path):
 
 
 def test_disk_budget_drops_oldest_chunks_and_their_sidecars(tmp_path):
-    layout = DataLayout(tmp_path)
+    layout = CameraFiles(tmp_path)
     data = _window()
     probe = Spool(layout, "probe", budget_bytes=10**9)
     probe.write_chunk(0, 0, data.take(np.arange(20)))

@@ -18,35 +18,22 @@ import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
-from controller.directives import CameraDirective, DirectiveWatcher, frame_is_processed
-from controller.layout import DataLayout
-from controller.spool import Spool
-from trainer.atomic import atomic_write_json
+from camera.triton import InferenceClient
+from common.atomic import atomic_write_json
+from protocol import defaults
+from protocol.directives import CameraDirective, DirectiveWatcher, frame_is_processed
+from protocol.files import CameraFiles
+from protocol.model_input import to_model_input
+from protocol.spool import SPOOL_CHUNK_SECONDS, Spool
+from sources import FrameSource
 from trainer.streams.base import WindowData, score_tracks
 
 log = logging.getLogger(__name__)
 
-SPOOL_CHUNK_SECONDS = 5.0
 LIVE_EVERY_SECONDS = 2.0
-
-
-class FrameSource(Protocol):
-    fps: float
-
-    def frames_per_window(self, window_seconds: float) -> int: ...
-
-    def window(self, window: int, window_seconds: float) -> WindowData:
-        """All crops of `window`, frame_index counted globally (window * frames_per_window + k)."""
-        ...
-
-
-def to_model_input(images: np.ndarray) -> np.ndarray:
-    """uint8 NHWC crops -> float32 NCHW in [0, 1]; the exported model normalises inside."""
-    return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
 
 
 @dataclass
@@ -109,12 +96,12 @@ class CameraClient:
         self,
         name: str,
         source: FrameSource,
-        layout: DataLayout,
+        layout: CameraFiles,
         triton_url: str | Callable[[], str],
         *,
-        label_sampling_rate: float = 0.1,
+        label_sampling_rate: float = defaults.LABEL_SAMPLING_RATE,
         spool_budget_bytes: int = 256 * 2**20,
-        request_timeout_s: float = 5.0,
+        request_timeout_s: float = defaults.REQUEST_TIMEOUT_S,
         model_name: str | None = None,
     ) -> None:
         self.name = name
@@ -126,7 +113,7 @@ class CameraClient:
         self.request_timeout_s = request_timeout_s
         self.spool = Spool(layout, name, spool_budget_bytes)
         self.watcher = DirectiveWatcher(layout.directive_file(name))
-        self._client = None
+        self._client: InferenceClient | None = None
         self._retry_at = 0.0
         self._backoff = 0.1
         self.totals = {"requests": 0, "failed_requests": 0}
@@ -138,11 +125,9 @@ class CameraClient:
             self._triton_url = self._triton_url()
         return self._triton_url
 
-    def _triton(self):
+    def _triton(self) -> InferenceClient:
         if self._client is None:
-            from controller.triton.client import TritonClient
-
-            self._client = TritonClient(self.triton_url, timeout_s=self.request_timeout_s)
+            self._client = InferenceClient(self.triton_url, timeout_s=self.request_timeout_s)
         return self._client
 
     def _infer(self, images: np.ndarray, stats: WindowStats) -> np.ndarray | None:
@@ -194,9 +179,7 @@ class CameraClient:
             first = 0 if known is None else max(0, known.window_at(time.time()))
             upcoming[(first, first_window_seconds)] = _Prefetch(
                 f"{self.name}-frames", self.source.window, first, first_window_seconds)
-        from controller.triton.client import TritonClient
-
-        TritonClient.preload()  # while the controller starts, not at window 0's first frames (they'd be late)
+        InferenceClient.preload()  # while the controller starts, not at window 0's first frames (they'd be late)
         directive = self.wait_for_directive(stop, directive_timeout_s)
         _ = self.triton_url  # resolved now: a failure to find the server is an error, not a failed request
         window = max(0, directive.window_at(time.time()))

@@ -1,0 +1,141 @@
+"""What a camera reads from the deployment config: only its own keys, leniently.
+
+The controller validates the whole file (controller/config.py); a camera reads its `cameras[].source`
+(validated by the source kind's own model, from the registry), the window clock, the sampling rate, the
+data directory and spool budget, the request timeout, where Triton is and the crop size. Keys it does
+not need are not looked at, so a camera keeps working across controller-side config changes. Defaults
+are the controller's (protocol/defaults.py); relative paths are resolved against the config file's
+directory, as the controller does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from protocol import defaults
+from sources import SourceContext, SourceError, source_kind
+
+
+class CameraSettingsError(ValueError):
+    """A config the camera cannot use; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class CameraSettings:
+    config_file: Path
+    name: str
+    source: BaseModel  # the kind's validated `source:` section
+    context: SourceContext
+    camera_count: int  # the spool budget is shared by every camera
+    label_sampling_rate: float
+    data_dir: Path
+    disk_budget_mb: float
+    request_timeout_s: float
+    triton_mode: str  # "embedded" (its address is read from the data directory) or "external"
+    triton_url: str | None  # the external server's gRPC host:port
+
+    @property
+    def window_seconds(self) -> float:
+        return self.context.window_seconds
+
+    @property
+    def spool_budget_bytes(self) -> int:
+        return int(self.disk_budget_mb * 2**20 / self.camera_count)
+
+
+class _Reader:
+    def __init__(self, path: Path, data: Mapping[str, Any]) -> None:
+        self.path = path
+        self.data = data
+
+    def error(self, key: str, problem: str) -> CameraSettingsError:
+        return CameraSettingsError(f"{self.path}: {key}: {problem}")
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        value = self.data.get(name)
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise self.error(name, f"expected a mapping of keys, got {value!r}")
+        return value
+
+    def number(self, key: str, default: float, *, low: float, high: float, integer: bool = False,
+               section: str | None = None) -> float:
+        where = self.section(section) if section else self.data
+        value = where.get(key, default)
+        full = f"{section}.{key}" if section else key
+        if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not isinstance(value, int)):
+            raise self.error(full, f"expected {'an integer' if integer else 'a number'}; got {value!r}")
+        if not low <= value <= high:
+            raise self.error(full, f"expected a number in [{low:g}, {high:g}]; got {value!r}")
+        return value
+
+
+def load_camera_settings(path: str | os.PathLike[str], camera_name: str) -> CameraSettings:
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CameraSettingsError(f"{file}: file not found") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise CameraSettingsError(f"{file}: cannot read the config: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise CameraSettingsError(f"{file}: expected a mapping of keys at the top level")
+    read = _Reader(file, data)
+    base_dir = file.resolve().parent
+    cameras = data.get("cameras")
+    if not isinstance(cameras, list) or not cameras:
+        raise read.error("cameras", "expected a non-empty list of cameras")
+    index, entry = next(((i, c) for i, c in enumerate(cameras) if isinstance(c, Mapping)
+                         and c.get("name") == camera_name), (None, None))
+    if entry is None:
+        names = [str(c.get("name")) for c in cameras if isinstance(c, Mapping)]
+        raise read.error("cameras", f"no camera named {camera_name!r}; cameras: {', '.join(names)}")
+    context = SourceContext(
+        camera=camera_name,
+        crop_size=int(read.number("input_size", defaults.EDGE_INPUT_SIZE, low=16, high=512, integer=True,
+                                  section="edge_model")),
+        window_seconds=float(read.number("window_seconds", defaults.WINDOW_SECONDS, low=1.0, high=86_400.0)),
+        history_windows=int(read.number("history_windows", defaults.HISTORY_WINDOWS, low=1, high=100,
+                                        integer=True, section="bootstrap")))
+    source = _source(read, f"cameras[{index}].source", entry.get("source"), base_dir)
+    data_section = read.section("data")
+    data_dir = Path(str(data_section.get("dir", defaults.DATA_DIR))).expanduser()
+    triton = read.section("triton")
+    mode = triton.get("mode", "embedded")
+    if mode not in ("embedded", "external"):
+        raise read.error("triton.mode", f"expected 'embedded' or 'external'; got {mode!r}")
+    url = triton.get("url")
+    if mode == "external" and not (isinstance(url, str) and url):
+        raise read.error("triton.url", "an external Triton needs its gRPC host:port")
+    return CameraSettings(
+        config_file=file, name=camera_name, source=source, context=context, camera_count=len(cameras),
+        label_sampling_rate=float(read.number("label_sampling_rate", defaults.LABEL_SAMPLING_RATE,
+                                              low=0.0, high=1.0)),
+        data_dir=Path(os.path.normpath(base_dir / data_dir)),
+        disk_budget_mb=read.number("disk_budget_mb", defaults.DISK_BUDGET_MB, low=16, high=float("inf"),
+                                   section="data"),
+        request_timeout_s=float(read.number("request_timeout_s", defaults.REQUEST_TIMEOUT_S, low=1e-3, high=600.0,
+                                            section="inference")),
+        triton_mode=mode, triton_url=url if mode == "external" else None)
+
+
+def _source(read: _Reader, key: str, raw: Any, base_dir: Path) -> BaseModel:
+    if not isinstance(raw, Mapping):
+        raise read.error(key, f"expected a mapping with a `kind`; got {raw!r}")
+    try:
+        kind = source_kind(str(raw.get("kind")))
+    except SourceError as exc:
+        raise read.error(f"{key}.kind", str(exc)) from None
+    try:
+        return kind.config_model.model_validate(raw, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        problems = [f"{'.'.join([key, *map(str, e['loc'])])}: {e['msg']}" for e in exc.errors(include_url=False)]
+        raise CameraSettingsError(f"{read.path}: " + "; ".join(problems)) from None

@@ -1,0 +1,1 @@
+"""Small helpers every part of ekya shares (trainer, controller, camera protocol)."""

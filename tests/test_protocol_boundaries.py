@@ -1,0 +1,49 @@
+"""The camera client and the controller share only protocol/ (and the trainer's data types): neither
+imports the other, statically, anywhere in its package."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def imported_modules(package: str) -> dict[str, set[str]]:
+    """Every module each file of `package` imports (top level, in functions, under TYPE_CHECKING)."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+                names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        found[str(path.relative_to(ROOT))] = names
+    return found
+
+
+def offending(package: str, forbidden: tuple[str, ...]) -> list[str]:
+    return [f"{file}: {name}" for file, names in imported_modules(package).items() for name in sorted(names)
+            if name.split(".")[0] in forbidden]
+
+
+@pytest.mark.parametrize(("package", "forbidden"), [
+    ("camera", ("controller",)),
+    ("controller", ("camera",)),
+    ("protocol", ("controller", "camera", "sources")),
+    ("sources", ("controller", "camera")),
+    ("common", ("controller", "camera", "trainer", "protocol", "sources")),
+])
+def test_package_never_imports(package: str, forbidden: tuple[str, ...]) -> None:
+    assert imported_modules(package), f"no modules found under {package}/"
+    assert offending(package, forbidden) == []
+
+
+def test_the_walk_sees_imports_inside_functions(tmp_path: Path) -> None:
+    # The check above is only as good as its walk: a deferred import must count too.
+    assert "controller.triton.client" in set().union(*imported_modules("controller").values())
+    assert "camera.triton" in imported_modules("camera")["camera/client.py"]
