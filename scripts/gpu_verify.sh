@@ -5,7 +5,7 @@
 #   run(command="bash scripts/gpu_verify.sh env oom hotswap throughput", carry=[".whl"], timeout_s=600)
 #   run(command="bash scripts/gpu_verify.sh e2e", carry=[".whl"], timeout_s=600)
 # Steps (all by default; name some to run only those, e.g. `bash scripts/gpu_verify.sh e2e`):
-#   env         the GPU, driver, torch; the GPU tests (tests/test_gpu.py, real NVML and MPS binary)
+#   env         the GPU, driver, torch; the GPU tests (tests/controller/gpu/test_gpu.py, real NVML and MPS binary)
 #   oom         a trainer that cannot fit its MPS memory limit fails alone beside live serving (no
 #               request fails, no model left behind)
 #   hotswap     inference throughput and hot swaps through the embedded Triton at 224x224 under load
@@ -53,7 +53,7 @@ for s in $STEPS; do
       step env 120 bash -c 'nvidia-smi --query-gpu=name,memory.total,driver_version,compute_mode --format=csv;
         python3 -c "import torch, onnxruntime as ort; print(\"torch\", torch.__version__, torch.cuda.get_device_name(0));
 print(\"onnxruntime\", ort.__version__, ort.get_available_providers())";
-        which nvidia-cuda-mps-control; python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py' ;;
+        which nvidia-cuda-mps-control; python3 -m pytest -q -p no:cacheprovider tests/controller/gpu/test_gpu.py' ;;
     throughput)
       mkdir -p "$MPS_DIR/pipe" "$MPS_DIR/log"
       CUDA_MPS_PIPE_DIRECTORY="$MPS_DIR/pipe" CUDA_MPS_LOG_DIRECTORY="$MPS_DIR/log" nvidia-cuda-mps-control -d || true

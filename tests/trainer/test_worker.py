@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from controller.trainers.launcher import run_worker, start_worker, warm_up
+from tests.repo import REPO_ROOT
 from trainer.configs import RetrainConfig
 from trainer.jobs import (
     EXIT_BAD_DATA,
@@ -29,7 +30,7 @@ from trainer.jobs import (
 from trainer.models import build_model, load_model, save_model
 from trainer.streams.synthetic import CameraStreamSpec, generate_window
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,9 @@ from controller.config import (
     load_config,
     parse_config,
 )
+from tests.repo import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 MINIMAL = "cameras:\n  - {name: cam0, source: {kind: synthetic, seed: 1}}\n"
 
 

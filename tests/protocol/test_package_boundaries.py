@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.repo import REPO_ROOT
+
+ROOT = REPO_ROOT
 
 
 def imported_modules(package: str) -> dict[str, set[str]]:

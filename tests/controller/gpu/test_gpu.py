@@ -20,6 +20,7 @@ import pytest
 
 from controller import gpu
 from controller.gpu import GpuMemoryError, MpsDaemon, MpsError, env_for_share, mps_thread_percentage
+from tests.repo import REPO_ROOT
 
 HAS_GPU = gpu.nvml_available()
 no_gpu_only = pytest.mark.skipif(HAS_GPU, reason="checks the no-driver behaviour; this machine has a GPU")
@@ -196,7 +197,7 @@ def test_context_manager_stops_the_daemon_even_on_error(tmp_path: Path, fake_mps
 
 def test_daemon_is_stopped_at_interpreter_exit(tmp_path: Path, fake_mps: Path) -> None:
     """A controller that exits without stopping the daemon must not leave it running."""
-    root, base = str(Path(__file__).resolve().parents[1]), str(tmp_path / "mps")
+    root, base = str(REPO_ROOT), str(tmp_path / "mps")
     script = (
         f"import sys; sys.path.insert(0, {root!r})\n"
         "from controller.gpu import MpsDaemon\n"

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from controller.config import EdgeModelConfig, GoldenModelConfig, load_config
+from tests.repo import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 CONFIGS = [
     ROOT / "examples" / "deployment.yaml",
     ROOT / "examples" / "gpu-deployment.yaml",

@@ -12,8 +12,9 @@ import yaml
 
 from controller.metrics import ControllerMetrics, exported_series_names
 from tests.promql import referenced_metric_names
+from tests.repo import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 RULES = ROOT / "alerts" / "ekya-rules.yml"
 RULE_TESTS = ROOT / "alerts" / "ekya-rules.test.yml"
 # Series that come from Prometheus itself or from Triton, not from the controller.

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.repo import REPO_ROOT
+
+ROOT = REPO_ROOT
 
 
 def _bench():

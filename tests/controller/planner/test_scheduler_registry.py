@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +16,9 @@ from controller.planner.baselines import fair
 from controller.planner.common import build_plan
 from controller.planner.schedulers import Scheduler, register_scheduler, scheduler, scheduler_names
 from controller.planner.synthetic_profiles import random_problem
+from tests.repo import REPO_ROOT
 
-PROFILES = Path(__file__).resolve().parents[1] / "bench" / "data" / "example_profiles.csv"
+PROFILES = REPO_ROOT / "bench" / "data" / "example_profiles.csv"
 CAMERAS = [{"name": "cam0", "source": {"kind": "synthetic"}}]
 
 

@@ -17,8 +17,9 @@ import yaml
 from controller.config import TritonExternal, load_config
 from controller.metrics import ControllerMetrics, exported_series_names
 from tests.promql import referenced_metric_names
+from tests.repo import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
 DOCKERFILE = DOCKER / "Dockerfile"

@@ -9,6 +9,7 @@ import torch
 
 from controller.microprofiler import profile_camera, run_key
 from controller.planner.profiles import ThroughputCurve
+from tests.repo import REPO_ROOT
 from trainer.configs import RetrainConfig
 from trainer.models import build_model
 from trainer.streams.synthetic import CameraStreamSpec, generate_window
@@ -152,9 +153,8 @@ def test_epoch_time_excludes_validation(window, model, monkeypatch: pytest.Monke
 def test_bench_grids(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
     import sys
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "bench" / "microprofiler.py"
+    path = REPO_ROOT / "bench" / "microprofiler.py"
     spec = importlib.util.spec_from_file_location("bench_microprofiler", path)
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
