@@ -1,7 +1,7 @@
 """The camera client on its own: frames made ahead of their window, and a stop that does not wait for them.
 
 No Triton here: the client's requests go to a closed port and fail (counted, retried with backoff), which
-is what these tests need; serving is covered by tests/test_e2e.py.
+is what these tests need; serving is covered by tests/e2e/test_controller_end_to_end.py.
 """
 
 from __future__ import annotations
