@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from trainer.bootstrap import BootstrapSettings, bootstrap
+    from trainer.progress import show_progress_lines
     from trainer.streams.synthetic import default_cameras
+
+    # Progress goes to stderr (bars on a terminal, log lines otherwise), so stdout stays the result alone.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    show_progress_lines()
 
     if args.cameras < 1:
         print("ekya bootstrap: --cameras must be >= 1")
