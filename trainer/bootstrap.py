@@ -191,6 +191,9 @@ def _train_golden(cameras: list[CameraStreamSpec], s: BootstrapSettings, directo
 def _train_model(label: str, family: str, hidden: int, input_size: int, train: Any, val: Any, epochs: int, lr: float,
          s: BootstrapSettings, path: Path, device: str, report: ProgressReporter, extra: dict[str, Any]
          ) -> tuple[Path, float]:
+    # Said before the imports: the first import of torch and torchvision takes seconds.
+    report.note(f"training the {label}: {family} {input_size}px on {len(train)} crops ({len(val)} held out), "
+                f"{epochs} epochs")
     from trainer.configs import RetrainConfig
     from trainer.fit import fit
     from trainer.models import build_model, save_model
@@ -198,8 +201,6 @@ def _train_model(label: str, family: str, hidden: int, input_size: int, train: A
     model = build_model(family, hidden, input_size, seed=s.seed)
     config = RetrainConfig(epochs=epochs, layers="all", hidden=hidden, lr=lr, batch_size=s.batch_size,
                            lr_schedule="cosine")
-    report.note(f"training the {label}: {family} {input_size}px on {len(train)} crops ({len(val)} held out), "
-                f"{epochs} epochs")
     task = report.task(label, total=epochs, unit="epoch")
 
     def on_epoch(stats: EpochStats) -> None:
