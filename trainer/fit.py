@@ -10,6 +10,7 @@ epochs; the epochs completed until then count.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -147,19 +148,10 @@ def fit(model: CropClassifier, config: RetrainConfig, train: WindowData, validat
     if on_start is not None:
         on_start(FitStart(trainer.epoch, config.epochs, trainer.n, start_acc, start_seconds, best_acc))
 
-    def state_after_epoch(best: float | None, best_at: int) -> Callable[[], FitState]:
-        def state() -> FitState:
-            weights = trainer.model.state_dict()
-            partial = backbone_is_frozen(config)
-            if partial:  # the backbone is the base model's and never changes: keep the checkpoint small
-                weights = {k: v for k, v in weights.items() if k.startswith("head.")}
-            return FitState(weights, partial, trainer.state(), best, best_at, start_acc)
-        return state
-
     stats_history: list[EpochStats] = []
     best_weights: dict[str, torch.Tensor] | None = None
     samples, train_seconds, stopped = 0, 0.0, False
-    validates = validation is not None and validation.num_labelled > 0
+    val = validation if validation is not None and validation.num_labelled > 0 else None
     try:
         while trainer.epoch < config.epochs:
             t_epoch = time.perf_counter()
@@ -169,14 +161,14 @@ def fit(model: CropClassifier, config: RetrainConfig, train: WindowData, validat
             epoch_train_seconds = time.perf_counter() - t_epoch
             samples += trainer.n
             train_seconds += epoch_train_seconds
-            acc = trainer.evaluate(validation) if validates else None  # type: ignore[arg-type]
+            acc = trainer.evaluate(val) if val is not None else None
             if acc is not None and (best_acc is None or acc > best_acc):
                 best_acc, best_epoch = acc, trainer.epoch
                 if keep_best:
                     best_weights = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
             stats = EpochStats(trainer.epoch, config.epochs, loss, acc, best_acc, best_epoch, lr, img_per_s,
                                epoch_train_seconds, time.perf_counter() - t_epoch,
-                               state_after_epoch(best_acc, best_epoch))
+                               functools.partial(_resume_state, trainer, best_acc, best_epoch, start_acc))
             stats_history.append(stats)
             if on_epoch is not None:
                 on_epoch(stats)
@@ -189,3 +181,11 @@ def fit(model: CropClassifier, config: RetrainConfig, train: WindowData, validat
     return TrainResult(trainer.epoch, best_acc, best_epoch, time.perf_counter() - t0,
                        samples / train_seconds if train_seconds > 0 else 0.0, stats_history, stopped, start_acc,
                        start_seconds)
+
+
+def _resume_state(trainer: Trainer, best: float | None, best_epoch: int, start_acc: float | None) -> FitState:
+    weights = trainer.model.state_dict()
+    partial = backbone_is_frozen(trainer.config)
+    if partial:  # the backbone is the base model's and never changes: keep the checkpoint small
+        weights = {k: v for k, v in weights.items() if k.startswith("head.")}
+    return FitState(weights, partial, trainer.state(), best, best_epoch, start_acc)
