@@ -33,10 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     from controller.source_context import source_context
     from sources.synthetic import stream_spec
     from trainer.configs import RetrainConfig
+    from trainer.fit import fit
     from trainer.models import build_model
     from trainer.streams.base import concat
     from trainer.streams.synthetic import generate_many
-    from trainer.training import train
 
     config = load_config(args.config)
     s = bootstrap_settings(config)
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         for schedule in best:
             model = build_model(s.edge_family, s.edge_hidden, s.edge_input_size, seed=seed)
             t0 = time.perf_counter()
-            result = train(model, train_data, retrain, val=val, seed=seed, cosine_lr=schedule == "cosine")
+            result = fit(model, retrain.model_copy(update={"lr_schedule": schedule}), train_data, val, seed=seed)
             accs = [round(h.val_accuracy or 0.0, 3) for h in result.history]
             best[schedule].append(max(accs))
             print(f"seed {seed} {schedule:8s} held-out accuracy by epoch {accs}  best {max(accs):.3f}  "

@@ -114,34 +114,37 @@ def actual_runs(model, train, test, fresh, configs: list, device: str) -> tuple[
     held-out split after every epoch and keep the best epoch's weights. Returns (config name ->
     (best held-out accuracy, that model's accuracy on the fresh draw, training seconds)) and the
     per-epoch held-out accuracies of each run (for offline analysis)."""
-    from trainer.training import Trainer, evaluate
+    from trainer.fit import fit
+    from trainer.training import evaluate
+
+    out: dict[str, tuple[float, float, float]] = {}
+    curves: dict[str, list[float]] = {}
+
+    def train_and_keep(config, want: dict) -> list[float]:
+        """Train `config` from the serving model; for each epoch count in `want`, the best epoch so far
+        (the worker keeps and deploys the best validation epoch) into `out`. Held-out accuracy by epoch."""
+        candidate = copy.deepcopy(model)
+        seconds, best_state = 0.0, None
+
+        def on_epoch(stats) -> None:
+            nonlocal seconds, best_state
+            seconds += stats.train_seconds
+            if stats.improved:
+                best_state = {k: v.detach().clone() for k, v in candidate.state_dict().items()}
+            if stats.epoch in want:
+                kept = copy.deepcopy(candidate)
+                kept.load_state_dict(best_state)
+                out[want[stats.epoch].name] = (stats.best_val_accuracy, evaluate(kept, fresh, device), seconds)
+
+        result = fit(candidate, config, train, test, device=device, keep_best=False, on_epoch=on_epoch)
+        return [stats.val_accuracy for stats in result.history]
 
     groups: dict[tuple, list] = {}
     for c in configs:
         groups.setdefault((c.profile_key, c.subsample), []).append(c)
-    out: dict[str, tuple[float, float, float]] = {}
-    curves: dict[str, list[float]] = {}
     for (key, subsample), members in groups.items():
         longest = max(members, key=lambda c: c.epochs)
-        want = {c.epochs: c for c in members}
-        candidate = copy.deepcopy(model)
-        trainer = Trainer(candidate, train, longest, device=device, seed=0)
-        seconds, best, best_state = 0.0, -1.0, None
-        accs: list[float] = []
-        for epoch in range(1, longest.epochs + 1):
-            t0 = time.perf_counter()
-            trainer.run_epoch()
-            seconds += time.perf_counter() - t0
-            acc = trainer.evaluate(test)
-            accs.append(acc)
-            if acc > best:  # the worker keeps (and deploys) the best validation epoch
-                best = acc
-                best_state = {k: v.detach().clone() for k, v in candidate.state_dict().items()}
-            if epoch in want:
-                kept = copy.deepcopy(candidate)
-                kept.load_state_dict(best_state)
-                out[want[epoch].name] = (best, evaluate(kept, fresh, device), seconds)
-        curves[f"{key}-s{subsample:g}"] = accs
+        curves[f"{key}-s{subsample:g}"] = train_and_keep(longest, {c.epochs: c for c in members})
     return out, curves
 
 

@@ -24,6 +24,8 @@ from common.atomic import atomic_write_json
 from controller.config import DeploymentConfig, parse_config
 from controller.layout import DataLayout
 from controller.reconcile.records import WindowRecord
+from controller.window_progress import WindowWatcher
+from trainer.progress import ProgressReporter
 
 log = logging.getLogger(__name__)
 
@@ -142,18 +144,23 @@ def run_comparison(config_path: Path, schedulers: list[str], windows: int, work_
     _, config = _config_for_run(raw, base_dir, work_dir / "bootstrap", schedulers[0])
     print(f"bootstrap: edge {config.edge_model.family} {config.edge_model.input_size}px and golden "
           f"{config.golden_model.family} (cached in {models_cache})", flush=True)
-    boot = bootstrap_for(config, progress=sys.stderr.isatty(), cache_dir=models_cache)
+    boot = bootstrap_for(config, progress=True, cache_dir=models_cache)
     print(f"bootstrap {'reused' if boot.reused else 'trained'} in {boot.seconds:.0f}s: "
           + ", ".join(f"{k} {v:.3f}" for k, v in boot.accuracy.items()), flush=True)
     runs = []
-    for scheduler in schedulers:
-        print(f"running {scheduler}: {len(config.cameras)} cameras x {windows} windows of "
-              f"{config.window_seconds:.0f}s ...", flush=True)
-        run = run_scheduler(raw, base_dir, work_dir, scheduler, windows, models_cache)
-        runs.append(run)
-        mean = run.mean()
-        print(f"  {scheduler}: mean accuracy {'n/a' if mean is None else f'{mean:.3f}'}, {run.swaps} swaps, "
-              f"{run.failed_requests} failed of {run.requests} requests ({run.seconds:.0f}s)", flush=True)
+    with ProgressReporter("demo") as report:
+        for number, scheduler in enumerate(schedulers, 1):
+            label = f"scheduler {number}/{len(schedulers)} ({scheduler}):"
+            print(f"{label} {len(config.cameras)} cameras x {windows} windows of {config.window_seconds:.0f}s ...",
+                  flush=True)
+            _, run_config = _config_for_run(raw, base_dir, work_dir / scheduler, scheduler)
+            task = report.task(label, total=windows, unit="window")
+            with WindowWatcher(DataLayout(Path(run_config.data.dir)), run_config.camera_names, task):
+                run = run_scheduler(raw, base_dir, work_dir, scheduler, windows, models_cache)
+            runs.append(run)
+            mean = run.mean()
+            print(f"  {scheduler}: mean accuracy {'n/a' if mean is None else f'{mean:.3f}'}, {run.swaps} swaps, "
+                  f"{run.failed_requests} failed of {run.requests} requests ({run.seconds:.0f}s)", flush=True)
     atomic_write_json(work_dir / "comparison.json", summary(runs, windows))
     return runs
 

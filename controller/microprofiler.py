@@ -2,7 +2,8 @@
 retraining options through the pure planner code (curve fitting, extrapolation, cost scaling).
 
 Configs that differ only in epochs and data fraction share one run (those two are extrapolated), so the
-default 18-config grid costs 2 runs per camera. Runs go in the grid's order (pruning removes the kinds
+default 18-config grid costs 2 runs per camera; a run is `trainer.fit.fit` for the profiling epochs,
+validating on the window's held-out data after each. Runs go in the grid's order (pruning removes the kinds
 that kept losing); a kind whose run would overrun the profiling budget (predicted from one crop's forward
 pass, timed on the start accuracy) is not started (the first kind always runs, so a camera never ends up
 with no options); configs never profiled in a window are not offered to the planner that window (it cannot
@@ -75,7 +76,9 @@ def profile_camera(
     min_crops: int = 16,
 ) -> CameraProfile:
     """Micro-profile `configs` for one camera starting from its serving `model` (not modified)."""
-    from trainer.training import Trainer
+    from trainer.fit import fit
+    from trainer.progress import ProgressReporter
+    from trainer.training import backbone_is_frozen
 
     started = time.monotonic()
     camera = train.camera
@@ -93,6 +96,10 @@ def profile_camera(
     forward_per_crop: float | None = None  # seconds of one crop's forward pass, from the start accuracy
     n_test = test.num_labelled
     skipped = 0
+    # Profiling runs every window for every camera: a line per kind at debug level (the camera's summary
+    # is one info line), and never bars, which would fight the controller's own log.
+    report = ProgressReporter(f"micro-profiling {camera}", bars=False, level=logging.DEBUG)
+    kinds = report.task("config kind", total=len(groups))
     for key, members in groups.items():
         spent = time.monotonic() - started
         probe_config = members[0].model_copy(update={"epochs": epochs, "subsample": 1.0})
@@ -103,26 +110,27 @@ def profile_camera(
                 # A slow CPU must not spend most of a window profiling: a kind that cannot finish within
                 # the budget is not started (a cheaper one after it may still be).
                 skipped += 1
+                kinds.advance(f"{key} not profiled: predicted {predicted:.1f} s, {spent:.1f} s of "
+                              f"{budget_seconds:.1f} s spent")
                 continue
         candidate = copy.deepcopy(model)
-        trainer = Trainer(candidate, sample, probe_config, device=device)
-        if start_accuracy is None:  # the untrained copy: a head-only run reuses these features every epoch
-            t_forward = time.perf_counter()
-            start_accuracy = trainer.serving_accuracy(test)
-            forward_per_crop = (time.perf_counter() - t_forward) / max(1, n_test)
-        accs: list[float] = []
-        epoch_seconds: list[float] = []
-        for _ in range(epochs):
-            t0 = time.perf_counter()
-            trainer.run_epoch()
-            epoch_seconds.append(time.perf_counter() - t0)  # training only: validation is not part of the cost
-            accs.append(trainer.evaluate(test))
-        accuracies = tuple(accs)
-        if accs and (trial_accuracy is None or accs[-1] > trial_accuracy):
-            trial_model, trial_accuracy, trial_kind = candidate, accs[-1], key
-        per_epoch, setup = _epoch_cost(epoch_seconds, trainer.caches_features)
-        run = ProfileRun(key, start_accuracy, accuracies, per_epoch, setup)
-        runs.append(run)
+        # The first run measures the untrained copy's accuracy: a head-only run reuses those features
+        # every epoch. The trial model is the last epoch's, as profiled (not the best epoch's).
+        result = fit(candidate, probe_config, sample, test, device=device, keep_best=False,
+                     start_accuracy=start_accuracy is None)
+        if start_accuracy is None:
+            start_accuracy = result.start_val_accuracy
+            forward_per_crop = result.start_accuracy_seconds / max(1, n_test)
+        assert start_accuracy is not None
+        # Every epoch was validated: the test crops are labelled (measuring the start accuracy needs that).
+        accuracies = tuple(float(stats.val_accuracy or 0.0) for stats in result.history)
+        epoch_seconds = [stats.train_seconds for stats in result.history]  # validation is not a config's cost
+        if accuracies and (trial_accuracy is None or accuracies[-1] > trial_accuracy):
+            trial_model, trial_accuracy, trial_kind = candidate, accuracies[-1], key
+        per_epoch, setup = _epoch_cost(epoch_seconds, backbone_is_frozen(probe_config))
+        runs.append(ProfileRun(key, start_accuracy, accuracies, per_epoch, setup))
+        kinds.advance(f"{key}: {start_accuracy:.3f} -> {accuracies[-1]:.3f} held-out in {epochs} epoch(s), "
+                      f"{per_epoch:.2f} s/epoch")
         for config in members:
             profiles.append(MicroProfile(
                 camera=camera,
@@ -135,9 +143,10 @@ def profile_camera(
                 profile_fraction=fraction,
                 profile_share=profile_share,
             ))
-    if skipped:
-        log.info("%s: profiling budget %.1fs: %d of %d config kinds not profiled (they would not finish in it)",
-                 camera, budget_seconds, skipped, len(groups))
+    over_budget = (f"; profiling budget {budget_seconds:.1f}s: {skipped} of {len(groups)} config kinds not "
+                   f"profiled (they would not finish in it)") if skipped else ""
+    log.info("%s: micro-profiled %d config kind(s) (%d configs) on %d crops in %.1f s%s", camera, len(runs),
+             len(configs), len(sample), time.monotonic() - started, over_budget)
     options = predict_options(profiles, throughput)
     assert start_accuracy is not None  # the first kind is always profiled
     return CameraProfile(camera, start_accuracy, runs, options, time.monotonic() - started, trial_model,

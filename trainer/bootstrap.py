@@ -20,12 +20,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.atomic import atomic_write_json
+from trainer.progress import ProgressReporter, ProgressTask
 from trainer.streams.base import WindowData
+
+if TYPE_CHECKING:
+    from trainer.fit import EpochStats
 from trainer.streams.synthetic import CameraStreamSpec
 
 CACHE_VERSION = 3  # bump when training code changes what a cached model would be (3: cosine learning rate)
@@ -95,7 +99,9 @@ def bootstrap(cameras: list[CameraStreamSpec], settings: BootstrapSettings | Non
               progress: bool = True, force: bool = False) -> BootstrapResult:
     """Train (or reuse from the cache) the initial edge model(s) and the golden model.
 
-    The manifest is written last, so an interrupted bootstrap is never mistaken for a cached one.
+    progress: report what is being made and how far it is (trainer.progress: bars on a terminal, log
+    lines otherwise). The manifest is written last, so an interrupted bootstrap is never mistaken for a
+    cached one.
     """
     if not cameras:
         raise ValueError("bootstrap needs at least one camera")
@@ -112,11 +118,14 @@ def bootstrap(cameras: list[CameraStreamSpec], settings: BootstrapSettings | Non
             cached.seconds = time.perf_counter() - t0
             return cached
     directory.mkdir(parents=True, exist_ok=True)
-    with _Progress(progress) as prog:
-        edge, acc = _train_edges(cameras, settings, directory, device, prog)
+    with ProgressReporter("bootstrap", enabled=progress) as report:
+        report.note(f"no cached models for these cameras and settings: training them in {directory}")
+        edge, acc = _train_edges(cameras, settings, directory, device, report)
         golden = None
         if settings.golden:
-            golden, acc["golden"] = _train_golden(cameras, settings, directory, device, prog)
+            golden, acc["golden"] = _train_golden(cameras, settings, directory, device, report)
+        report.note(f"done in {time.perf_counter() - t0:.0f} s: "
+                    + ", ".join(f"{name} {value:.3f} held-out" for name, value in acc.items()))
     result = BootstrapResult(key, directory, edge, golden, acc, reused=False,
                              seconds=time.perf_counter() - t0)
     atomic_write_json(directory / "manifest.json", {
@@ -128,7 +137,7 @@ def bootstrap(cameras: list[CameraStreamSpec], settings: BootstrapSettings | Non
 
 
 def _train_edges(cameras: list[CameraStreamSpec], s: BootstrapSettings, directory: Path, device: str,
-                 prog: _Progress) -> tuple[dict[str, Path], dict[str, float]]:
+                 report: ProgressReporter) -> tuple[dict[str, Path], dict[str, float]]:
     from trainer.streams.base import concat
     from trainer.streams.synthetic import generate_many
 
@@ -138,71 +147,71 @@ def _train_edges(cameras: list[CameraStreamSpec], s: BootstrapSettings, director
     acc: dict[str, float] = {}
     for tag, cams in groups:
         per_window = -(-s.edge_crops // (len(cams) * len(windows)))  # render only the crops trained on
-        data = concat(generate_many([(c, w, 0, per_window) for c in cams for w in windows]), camera=tag)
+        report.note(f"rendering history windows {windows} of {len(cams)} camera(s), {per_window} crops each, "
+                    f"for the {tag} edge model")
+        tasks = [(c, w, 0, per_window) for c in cams for w in windows]
+        rendered = report.task("history windows", total=len(cams), unit="camera")
+        data = concat(generate_many(tasks, on_done=_camera_steps(tasks, rendered)), camera=tag)
         data = data.subsample(min(1.0, s.edge_crops / len(data)), seed=s.seed)
         train, val = data.split(0.15, seed=s.seed)
-        path, acc[f"edge:{tag}"] = _fit(f"edge {tag}", s.edge_family, s.edge_hidden, s.edge_input_size,
+        path, acc[f"edge:{tag}"] = _train_model(f"edge model ({tag})", s.edge_family, s.edge_hidden, s.edge_input_size,
                                         train, val, s.edge_epochs, s.edge_lr, s, directory / f"edge-{tag}.pt",
-                                        device, prog, {"role": "edge", "trained_on": f"windows {windows}"})
+                                        device, report, {"role": "edge", "trained_on": f"windows {windows}"})
         for c in cams:
             paths[c.name] = path
     return paths, acc
 
 
+def _camera_steps(tasks: list[Any], task: ProgressTask) -> Callable[[int], None]:
+    """generate_many's on_done (the index of each window made, in order) as one step per camera: a
+    camera is done with its last window."""
+    last = {spec.name: i for i, (spec, *_) in enumerate(tasks)}
+
+    def on_done(index: int) -> None:
+        name = tasks[index][0].name
+        if last[name] == index:
+            task.advance(name)
+    return on_done
+
+
 def _train_golden(cameras: list[CameraStreamSpec], s: BootstrapSettings, directory: Path, device: str,
-                  prog: _Progress) -> tuple[Path, float]:
+                  report: ProgressReporter) -> tuple[Path, float]:
     from trainer.streams.synthetic import all_conditions_data
 
-    train = all_conditions_data(cameras, s.golden_crops, salt=1)
-    val = all_conditions_data(cameras, max(200, s.golden_crops // 6), salt=2)
-    return _fit("golden", s.golden_family, s.golden_hidden, s.golden_input_size, train, val, s.golden_epochs,
-                s.golden_lr, s, directory / "golden.pt", device, prog, {"role": "golden"})
+    n_val = max(200, s.golden_crops // 6)
+    report.note(f"rendering {s.golden_crops} training and {n_val} held-out crops for the golden model over "
+                f"every camera's condition cycle")
+    rendered = report.task("golden training crops", total=len(cameras), unit="camera")
+    train = all_conditions_data(cameras, s.golden_crops, salt=1, on_camera=lambda spec: rendered.advance(spec.name))
+    rendered = report.task("golden held-out crops", total=len(cameras), unit="camera")
+    val = all_conditions_data(cameras, n_val, salt=2, on_camera=lambda spec: rendered.advance(spec.name))
+    return _train_model("golden model", s.golden_family, s.golden_hidden, s.golden_input_size, train, val, s.golden_epochs,
+                s.golden_lr, s, directory / "golden.pt", device, report, {"role": "golden"})
 
 
-def _fit(label: str, family: str, hidden: int, input_size: int, train: Any, val: Any, epochs: int, lr: float,
-         s: BootstrapSettings, path: Path, device: str, prog: _Progress, extra: dict[str, Any]
+def _train_model(label: str, family: str, hidden: int, input_size: int, train: Any, val: Any, epochs: int, lr: float,
+         s: BootstrapSettings, path: Path, device: str, report: ProgressReporter, extra: dict[str, Any]
          ) -> tuple[Path, float]:
+    # Said before the imports: the first import of torch and torchvision takes seconds.
+    report.note(f"training the {label}: {family} {input_size}px on {len(train)} crops ({len(val)} held out), "
+                f"{epochs} epochs")
     from trainer.configs import RetrainConfig
+    from trainer.fit import fit
     from trainer.models import build_model, save_model
-    from trainer.training import train as run_training
 
     model = build_model(family, hidden, input_size, seed=s.seed)
-    config = RetrainConfig(epochs=epochs, layers="all", hidden=hidden, lr=lr, batch_size=s.batch_size)
-    task = prog.add(f"{label}: {family} {input_size}px, {len(train)} crops", epochs)
-    result = run_training(model, train, config, val=val, device=device, seed=s.seed, cosine_lr=True,
-                          callback=lambda st: prog.advance(task, st.val_accuracy))
+    config = RetrainConfig(epochs=epochs, layers="all", hidden=hidden, lr=lr, batch_size=s.batch_size,
+                           lr_schedule="cosine")
+    task = report.task(label, total=epochs, unit="epoch")
+
+    def on_epoch(stats: EpochStats) -> None:
+        held_out = "" if stats.val_accuracy is None else f"{stats.val_accuracy:.3f} held-out, "
+        task.advance(f"{held_out}loss {stats.loss:.3f}")
+
+    result = fit(model, config, train, val, device=device, seed=s.seed, on_epoch=on_epoch)
     acc = float(result.best_val_accuracy or 0.0)
-    save_model(model.cpu(), path, **extra, val_accuracy=acc, lr_schedule="cosine")
+    save_model(model.cpu(), path, **extra, val_accuracy=acc, lr_schedule=config.lr_schedule)
     return path, acc
-
-
-class _Progress:
-    """A rich progress bar per model (or nothing when disabled)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._p: Any = None
-
-    def __enter__(self) -> Self:
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                               TextColumn("{task.fields[acc]}"), TimeElapsedColumn())
-            self._p.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._p is not None:
-            self._p.__exit__(*exc)
-
-    def add(self, description: str, total: int) -> int:
-        return self._p.add_task(description, total=total, acc="") if self._p is not None else 0
-
-    def advance(self, task: int, val_accuracy: float | None) -> None:
-        if self._p is not None:
-            acc = f"val acc {val_accuracy:.3f}" if val_accuracy is not None else ""
-            self._p.update(task, advance=1, acc=acc)
 
 
 MIN_BOOTSTRAP_CROPS = 20  # fewer labelled crops cannot train a model and hold some out to measure it
@@ -249,11 +258,12 @@ def bootstrap_from_data(data: BootstrapData, settings: BootstrapSettings | None 
     history = history.labelled()
     directory.mkdir(parents=True, exist_ok=True)
     s = settings
-    with _Progress(progress) as prog:
+    with ProgressReporter("bootstrap", enabled=progress) as report:
+        report.note(f"no cached models for {', '.join(data.cameras)}: training them in {directory}")
         edge_data = history.subsample(min(1.0, s.edge_crops / len(history)), seed=s.seed)
         train, val = edge_data.split(0.15, seed=s.seed)
-        path, edge_acc = _fit("edge shared", s.edge_family, s.edge_hidden, s.edge_input_size, train, val,
-                              s.edge_epochs, s.edge_lr, s, directory / "edge-shared.pt", device, prog,
+        path, edge_acc = _train_model("edge model (shared)", s.edge_family, s.edge_hidden, s.edge_input_size, train, val,
+                              s.edge_epochs, s.edge_lr, s, directory / "edge-shared.pt", device, report,
                               {"role": "edge", "trained_on": data.trained_on})
         acc = {"edge:shared": edge_acc}
         golden = None
@@ -263,9 +273,9 @@ def bootstrap_from_data(data: BootstrapData, settings: BootstrapSettings | None 
             else:
                 golden_train, golden_val = history.subsample(min(1.0, s.golden_crops / len(history)),
                                                              seed=s.seed + 1).split(0.15, seed=s.seed + 1)
-            golden, acc["golden"] = _fit("golden", s.golden_family, s.golden_hidden, s.golden_input_size,
+            golden, acc["golden"] = _train_model("golden model", s.golden_family, s.golden_hidden, s.golden_input_size,
                                          golden_train, golden_val, s.golden_epochs, s.golden_lr, s,
-                                         directory / "golden.pt", device, prog, {"role": "golden"})
+                                         directory / "golden.pt", device, report, {"role": "golden"})
     edge = dict.fromkeys(data.cameras, path)
     result = BootstrapResult(key, directory, edge, golden, acc, reused=False, seconds=time.perf_counter() - t0)
     atomic_write_json(directory / "manifest.json", {

@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+_SCHEDULE_TAGS = {"cosine": "cos"}  # name part of each learning-rate schedule but the default
+
 
 class RetrainConfig(BaseModel):
     """One retraining configuration. Frozen and hashable, so it can key dicts and profiles."""
@@ -28,6 +30,8 @@ class RetrainConfig(BaseModel):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     hidden: int = Field(64, ge=1, le=8192, description="head width; a different width resets the head")
     history_weight: float = Field(0.0, ge=0.0, description="loss weight of replayed historical samples")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="cosine: decay lr along a half cosine over the epochs (trainer.fit.scheduled_lr)")
 
     @property
     def profile_key(self) -> str:
@@ -36,7 +40,8 @@ class RetrainConfig(BaseModel):
 
     @property
     def name(self) -> str:
-        """Stable short name, e.g. 'e15-all-h1024-s0.5' (+ '-b64', '-lr0.001', ... when not default)."""
+        """Stable short name, e.g. 'e15-all-h1024-s0.5' (+ '-b64', '-lr0.001', '-cos', ... when not default:
+        a config with every new field at its default keeps the name it had before that field existed)."""
         return self._name(with_epochs=True)
 
     def _name(self, with_epochs: bool) -> str:
@@ -48,6 +53,8 @@ class RetrainConfig(BaseModel):
             value = getattr(self, key)
             if value != defaults[key].default:
                 parts.append(f"{tag}{value:g}")
+        if self.lr_schedule != defaults["lr_schedule"].default:
+            parts.append(_SCHEDULE_TAGS[self.lr_schedule])
         return "-".join(parts)
 
     @classmethod
@@ -55,9 +62,13 @@ class RetrainConfig(BaseModel):
         """Inverse of `name` (so profiles and CSVs can refer to configs by name)."""
         fields: dict[str, object] = {}
         layer_tags = {"head": "head", "last": "last_block", "all": "all"}
+        schedules = {tag: schedule for schedule, tag in _SCHEDULE_TAGS.items()}
         for part in name.split("-"):
             if part in layer_tags:
                 fields["layers"] = layer_tags[part]
+                continue
+            if part in schedules:
+                fields["lr_schedule"] = schedules[part]
                 continue
             for tag, key, conv in (("hw", "history_weight", float), ("lr", "lr", float), ("e", "epochs", int),
                                    ("h", "hidden", int), ("s", "subsample", float), ("b", "batch_size", int),

@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from trainer.configs import RetrainConfig
+from trainer.fit import fit
 from trainer.models import build_model
 from trainer.streams.base import concat
 from trainer.streams.synthetic import CameraStreamSpec, generate_window
-from trainer.training import evaluate, train
+from trainer.training import evaluate
 
 
 @dataclass
@@ -42,8 +43,8 @@ def drift_experiment(spec: CameraStreamSpec, family: str = "resnet18", input_siz
     retrain = retrain or RetrainConfig(epochs=5, layers="all", lr=0.01)
     cb = (lambda s: print(f"  epoch {s.epoch}: loss {s.loss:.3f} val {s.val_accuracy} {s.img_per_s:.0f} img/s",
                           flush=True)) if log else None
-    train(model, hist_train, pretrain, val=hist_val, device=device, seed=seed, callback=cb)
+    fit(model, pretrain, hist_train, hist_val, device=device, seed=seed, on_epoch=cb)
     a0, a5 = evaluate(model, w0, device), evaluate(model, late, device)
     late_train, late_held = late.split(0.3, seed=seed)
-    train(model, late_train, retrain, device=device, seed=seed, callback=cb, keep_best=False)
+    fit(model, retrain, late_train, device=device, seed=seed, on_epoch=cb)
     return DriftResult(a0, a5, evaluate(model, late_held, device))

@@ -1,17 +1,15 @@
-"""Train a model with a RetrainConfig on a window's labelled crops; evaluate and predict.
+"""One epoch of training, evaluation and prediction for a RetrainConfig on a window's labelled crops.
 
-`Trainer` runs one epoch at a time and exposes its state, so the worker can checkpoint after every
-epoch and resume; `train()` is the plain loop for library use. Head-only training computes the frozen
-backbone's features once and trains (and validates, through `Trainer.evaluate`) the head on them.
-On CUDA: bf16 autocast and channels-last; on CPU: float32.
+`Trainer` holds the model, optimizer and data on the device and runs one epoch at a time; the epoch loop
+(validation, keep-best, learning-rate schedule, resume, callbacks) is `trainer.fit.fit`. Head-only
+training computes the frozen backbone's features once and trains (and validates, through
+`Trainer.evaluate`) the head on them. On CUDA: bf16 autocast and channels-last; on CPU: float32.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,24 +29,10 @@ class StopRequested(Exception):
     """Raised inside an epoch when the stop callback asks to stop."""
 
 
-@dataclass
-class EpochStats:
-    epoch: int  # 1-based: epochs completed so far
-    loss: float
-    val_accuracy: float | None
-    img_per_s: float
-    seconds: float
-    lr: float | None = None  # the learning rate the epoch trained at
-
-
-@dataclass
-class TrainResult:
-    epochs_done: int
-    best_val_accuracy: float | None
-    best_epoch: int
-    seconds: float
-    img_per_s: float
-    history: list[EpochStats] = field(default_factory=list)
+def backbone_is_frozen(config: RetrainConfig) -> bool:
+    """Head-only training never changes the backbone: its features can be computed once, and a checkpoint
+    of the training needs the head alone."""
+    return config.layers == "head"
 
 
 def _to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -146,9 +130,9 @@ class Trainer:
         self.params = self.model.set_trainable(config.layers)
         self.optimizer = torch.optim.SGD(self.params, lr=config.lr, momentum=config.momentum)
         self.epoch = 0
-        # Head-only training never changes the backbone (frozen, in eval mode): its features are computed
-        # once (in the first epoch) and every epoch then trains the head alone.
-        self.caches_features = config.layers == "head"
+        # A frozen backbone (in eval mode) gives the same features every epoch: they are computed once
+        # (in the first epoch) and every epoch then trains the head alone.
+        self.caches_features = backbone_is_frozen(config)
         self._features: torch.Tensor | None = None
         self._val: tuple[WindowData, torch.Tensor] | None = None  # validation data and its features
 
@@ -230,44 +214,3 @@ class Trainer:
     def load_state(self, state: dict[str, Any]) -> None:
         self.epoch = int(state["epoch"])
         self.optimizer.load_state_dict(state["optimizer"])
-
-
-def train(model: CropClassifier, data: WindowData, config: RetrainConfig, *, val: WindowData | None = None,
-          device: str | torch.device = "cpu", seed: int = 0, history: WindowData | None = None,
-          callback: Callable[[EpochStats], None] | None = None,
-          stop: Callable[[], bool] | None = None, keep_best: bool = True, cosine_lr: bool = False) -> TrainResult:
-    """Train `model` in place for config.epochs. With `val` and keep_best, the model ends with the
-    weights of its best validation epoch. `callback` gets an EpochStats after every epoch.
-    cosine_lr: decay the learning rate from config.lr along a half cosine, epoch by epoch (epoch e of E
-    at lr * (1 + cos(pi e / E)) / 2). Training from scratch in a few epochs ends with the weights moving
-    slowly, so BatchNorm's running statistics catch up with them: on the bootstrap's 32-px edge models it
-    gave 0.94-0.96 held-out accuracy where a constant rate gave 0.84-0.91 (BENCHMARKS.md, session 7)."""
-    trainer = Trainer(model, data, config, device, seed, history)
-    history_stats: list[EpochStats] = []
-    best_acc: float | None = None
-    best_epoch, best_state = 0, None
-    t0 = time.perf_counter()
-    samples = 0
-    try:
-        for _ in range(config.epochs):
-            t_epoch = time.perf_counter()
-            if cosine_lr:
-                trainer.set_learning_rate(config.lr * 0.5 * (1.0 + math.cos(math.pi * trainer.epoch / config.epochs)))
-            lr = trainer.learning_rate
-            loss, ips = trainer.run_epoch(stop)
-            samples += trainer.n
-            acc = trainer.evaluate(val) if val is not None and val.num_labelled else None
-            stats = EpochStats(trainer.epoch, loss, acc, ips, time.perf_counter() - t_epoch, lr)
-            history_stats.append(stats)
-            if acc is not None and (best_acc is None or acc > best_acc):
-                best_acc, best_epoch = acc, trainer.epoch
-                if keep_best:
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if callback is not None:
-                callback(stats)
-    except StopRequested:
-        pass
-    if keep_best and best_state is not None:
-        model.load_state_dict(best_state)
-    dt = time.perf_counter() - t0
-    return TrainResult(trainer.epoch, best_acc, best_epoch, dt, samples / dt if dt > 0 else 0.0, history_stats)

@@ -2,21 +2,23 @@
 
 Order matters: parse and validate the job, realise the share (CUDA_MPS_ACTIVE_THREAD_PERCENTAGE must
 be set before CUDA initialises, i.e. before torch touches the GPU), then import torch and train.
-Progress: JSON lines in OUTPUT/progress.jsonl (and stdout). After every epoch: OUTPUT/state.pt (to
-resume) and, when validation improves, OUTPUT/best.pt, both atomic. SIGTERM, SIGINT or OUTPUT/STOP
-stop it between batches; the best checkpoint is kept. OUTPUT/result.json is written last.
+Progress: JSON lines in OUTPUT/progress.jsonl (and stdout), and a readable line per epoch on stderr
+(trainer.progress). After every epoch (trainer.fit's on_epoch): OUTPUT/state.pt (to resume) and, when
+validation improves, OUTPUT/best.pt, both atomic. SIGTERM, SIGINT or OUTPUT/STOP stop it between
+batches; the best checkpoint is kept. OUTPUT/result.json is written last.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.atomic import atomic_write, atomic_write_text
 from trainer.jobs import (
@@ -36,7 +38,11 @@ from trainer.jobs import (
     JobResult,
     TrainJob,
 )
+from trainer.progress import ProgressReporter, ProgressTask, show_progress_lines
 from trainer.shares import threads_for_share, usable_cores
+
+if TYPE_CHECKING:  # torch is imported only once the share is in the environment
+    from trainer.fit import EpochStats, FitStart, FitState
 
 
 class WorkerFailure(Exception):
@@ -138,8 +144,9 @@ def run_job(job: TrainJob) -> JobResult:
     """Train; raise WorkerFailure on a reportable failure. Returns the ok/stopped result."""
     import torch
 
-    from trainer.models import ModelError, load_model, save_model
-    from trainer.training import EmptyDataError, StopRequested, Trainer
+    from trainer.fit import fit
+    from trainer.models import ModelError, load_model
+    from trainer.training import EmptyDataError
 
     out = job.output_dir
     stop = _Stop(out / STOP_FILE)
@@ -156,72 +163,91 @@ def run_job(job: TrainJob) -> JobResult:
 
     t0 = time.perf_counter()
     state = _load_state(out / STATE_FILE, job)
+    report = ProgressReporter(f"trainer {job.job_id} ({job.camera}, {job.config.name})")
+    epochs = _JobCallbacks(job, model, progress, report, val_crops=val.num_labelled, resumed=state is not None)
     try:
-        trainer = Trainer(model, train, job.config, device, job.seed, history)
+        with report:
+            result = fit(model, job.config, train, val, device=device, seed=job.seed, history=history,
+                         keep_best=False, start_accuracy=True, resume_state=state, on_start=epochs.on_start,
+                         on_epoch=epochs.on_epoch, should_stop=stop)
     except EmptyDataError as exc:
         raise WorkerFailure(EXIT_BAD_DATA, str(exc)) from exc
-
-    if state is not None:
-        model.load_state_dict(state["model"], strict=not state.get("partial", False))
-        trainer.load_state(state["trainer"])
-        best, best_epoch, start_acc = state["best_val_accuracy"], state["best_epoch"], state["start_val_accuracy"]
-        progress.emit("resume", epoch=trainer.epoch, epochs=job.config.epochs, best_val_accuracy=best)
-    else:
-        start_acc = trainer.serving_accuracy(val)
-        best, best_epoch = None, 0
-        progress.emit("start", epochs=job.config.epochs, config=job.config.name, share=job.share,
-                      device=job.device, threads=torch.get_num_threads(), train_crops=trainer.n,
-                      val_crops=val.num_labelled,
-                      start_val_accuracy=start_acc)
-    samples, train_seconds, status = 0, 0.0, "ok"
-    try:
-        while trainer.epoch < job.config.epochs:
-            te = time.perf_counter()
-            loss, ips = trainer.run_epoch(stop)
-            acc = trainer.evaluate(val)
-            samples += trainer.n
-            train_seconds += trainer.n / ips if ips > 0 else 0.0
-            if best is None or acc > best:
-                best, best_epoch = acc, trainer.epoch
-                save_model(model, out / BEST_FILE, camera=job.camera, job_id=job.job_id,
-                           config=job.config.name, val_accuracy=acc, epoch=trainer.epoch)
-            _save_state(out / STATE_FILE, job, model, trainer, best, best_epoch, start_acc)
-            progress.emit("epoch", epoch=trainer.epoch, epochs=job.config.epochs, loss=round(loss, 5),
-                          val_accuracy=acc, best_val_accuracy=best, img_per_s=round(ips, 1),
-                          seconds=round(time.perf_counter() - te, 3))
-            if stop():
-                raise StopRequested()
-    except StopRequested:
-        status = "stopped"
     except torch.OutOfMemoryError as exc:
         raise WorkerFailure(EXIT_OOM, f"out of memory on {job.device}: {str(exc).splitlines()[0]}") from exc
+    best = result.best_val_accuracy
     has_best = (out / BEST_FILE).is_file() and best is not None
-    msg = (f"stopped on request after {trainer.epoch} epoch(s)" if status == "stopped"
-           else f"trained {trainer.epoch} epoch(s) of {job.config.name}")
+    status = "stopped" if result.stopped else "ok"
+    msg = (f"stopped on request after {result.epochs_done} epoch(s)" if result.stopped
+           else f"trained {result.epochs_done} epoch(s) of {job.config.name}")
     return JobResult(job_id=job.job_id, status=status, message=msg, exit_code=EXIT_OK, best_val_accuracy=best,
-                     start_val_accuracy=start_acc, best_epoch=best_epoch, epochs_done=trainer.epoch,
-                     seconds=round(time.perf_counter() - t0, 3),
-                     img_per_s=round(samples / train_seconds, 1) if train_seconds > 0 else 0.0,
-                     checkpoint=str(out / BEST_FILE) if has_best else None)
+                     start_val_accuracy=result.start_val_accuracy, best_epoch=result.best_epoch,
+                     epochs_done=result.epochs_done, seconds=round(time.perf_counter() - t0, 3),
+                     img_per_s=round(result.img_per_s, 1), checkpoint=str(out / BEST_FILE) if has_best else None)
 
 
-def _save_state(path: Path, job: TrainJob, model: Any, trainer: Any, best: float | None, best_epoch: int,
-                start_acc: float) -> None:
+class _JobCallbacks:
+    """fit's callbacks for a job: the start (or resume) event, and after every epoch its checkpoints
+    (best.pt when validation improved, state.pt to resume), its event and a readable log line."""
+
+    def __init__(self, job: TrainJob, model: Any, progress: Progress, report: ProgressReporter, *,
+                 val_crops: int, resumed: bool) -> None:
+        self.job = job
+        self.model = model
+        self.progress = progress
+        self.report = report
+        self.val_crops = val_crops
+        self.resumed = resumed
+        self.task: ProgressTask | None = None
+
+    def on_start(self, start: FitStart) -> None:
+        import torch
+
+        self.task = self.report.task("training", total=start.epochs, unit="epoch", completed=start.epoch)
+        if self.resumed:
+            self.progress.emit("resume", epoch=start.epoch, epochs=start.epochs,
+                               best_val_accuracy=start.best_val_accuracy)
+            self.report.note(f"resumed after epoch {start.epoch} of {start.epochs}")
+        else:
+            self.progress.emit("start", epochs=start.epochs, config=self.job.config.name, share=self.job.share,
+                               device=self.job.device, threads=torch.get_num_threads(),
+                               train_crops=start.train_crops, val_crops=self.val_crops,
+                               start_val_accuracy=start.start_val_accuracy)
+
+    def on_epoch(self, stats: EpochStats) -> None:
+        from trainer.models import save_model
+
+        job, out = self.job, self.job.output_dir
+        t_saving = time.perf_counter()
+        if stats.improved:
+            save_model(self.model, out / BEST_FILE, camera=job.camera, job_id=job.job_id,
+                       config=job.config.name, val_accuracy=stats.val_accuracy, epoch=stats.epoch)
+        _save_state(out / STATE_FILE, job, stats.resume_state())
+        self.progress.emit("epoch", epoch=stats.epoch, epochs=stats.epochs, loss=round(stats.loss, 5),
+                           val_accuracy=stats.val_accuracy, best_val_accuracy=stats.best_val_accuracy,
+                           img_per_s=round(stats.img_per_s, 1),
+                           seconds=round(stats.seconds + time.perf_counter() - t_saving, 3))
+        assert self.task is not None  # fit calls on_start first
+        self.task.advance(f"loss {stats.loss:.3f}, {_accuracy(stats.val_accuracy)} held-out "
+                          f"(best {_accuracy(stats.best_val_accuracy)}), {stats.img_per_s:.0f} img/s")
+
+
+def _accuracy(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _save_state(path: Path, job: TrainJob, state: FitState) -> None:
+    """The fit's resumable state, tagged with the job it belongs to."""
     import torch
 
-    weights = model.state_dict()
-    partial = job.config.layers == "head"
-    if partial:  # the backbone is the base checkpoint's and never changes: keep the per-epoch state small
-        weights = {k: v for k, v in weights.items() if k.startswith("head.")}
-    obj = {"job_id": job.job_id, "config": job.config.name, "model": weights, "partial": partial,
-           "trainer": trainer.state(), "best_val_accuracy": best, "best_epoch": best_epoch,
-           "start_val_accuracy": start_acc}
+    obj = {"job_id": job.job_id, "config": job.config.name, **state.to_dict()}
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
-def _load_state(path: Path, job: TrainJob) -> dict[str, Any] | None:
-    """The resumable state of this same job, or None (missing, unreadable, or another job's)."""
+def _load_state(path: Path, job: TrainJob) -> FitState | None:
+    """The resumable FitState of this same job, or None (missing, unreadable, or another job's)."""
     import torch
+
+    from trainer.fit import FitState
 
     if not path.is_file():
         return None
@@ -231,7 +257,7 @@ def _load_state(path: Path, job: TrainJob) -> dict[str, Any] | None:
         return None
     if state.get("job_id") != job.job_id or state.get("config") != job.config.name:
         return None
-    return state
+    return FitState.from_dict(state)
 
 
 def _write_result(out: Path, result: JobResult) -> None:
@@ -250,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
         _result_for_unreadable_job(Path(argv[0]), str(exc))
         return EXIT_BAD_JOB
     job.output_dir.mkdir(parents=True, exist_ok=True)
+    # The worker's log (stderr) gets its progress lines; anything else only from warnings up.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    show_progress_lines()
     apply_share_env(job)
     t0 = time.perf_counter()
     try:

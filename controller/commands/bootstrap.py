@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -27,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from trainer.progress import show_progress_lines
+
+    # Progress goes to stderr (bars on a terminal, log lines otherwise), so stdout stays the result alone.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    show_progress_lines()
+
     if args.config is not None:
         result = _bootstrap_deployment(args)
         if result is None:

@@ -35,8 +35,10 @@ def _interrupt_on_sigterm() -> None:
 
 def run(args: argparse.Namespace) -> int:
     from controller.comparison import plot, render_table, run_comparison, summary
+    from trainer.progress import show_progress_lines
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    show_progress_lines()  # the bootstrap's and the schedulers' progress, even at the default WARNING
     _interrupt_on_sigterm()
     started = time.monotonic()
     runs = run_comparison(args.config, args.schedulers, args.windows, args.out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -12,6 +13,7 @@ from controller.planner.profiles import ThroughputCurve
 from tests.repo import REPO_ROOT
 from trainer.configs import RetrainConfig
 from trainer.models import build_model
+from trainer.progress import PROGRESS_LOGGER
 from trainer.streams.synthetic import CameraStreamSpec, generate_window
 from trainer.training import evaluate
 
@@ -95,13 +97,23 @@ def test_costs_scale_with_epochs_data_and_share(window, model) -> None:
     assert o.gpu_seconds == pytest.approx(r.seconds_per_epoch * 0.8 * 6 * 1.0 / fraction)
 
 
-def test_tiny_budget_profiles_fewer_kinds(window, model) -> None:
+def test_tiny_budget_profiles_fewer_kinds(window, model, caplog) -> None:
     train, test = window
     configs = grid()
+    caplog.set_level(logging.DEBUG, logger=PROGRESS_LOGGER)
+    caplog.set_level(logging.DEBUG, logger="controller.microprofiler")
     prof = profile_camera(model, train, test, configs, subsample=0.3, epochs=2, budget_seconds=1e-6)
     assert len(prof.runs) == 1  # the first kind is always profiled, then the budget is spent
     first = run_key(configs[0])
     assert [o.config for o in prof.options] == [c.name for c in configs if run_key(c) == first]
+    # One info line for the camera; a debug line per kind, profiled or not.
+    summary = [r.getMessage() for r in caplog.records if r.name == "controller.microprofiler"]
+    assert len(summary) == 1 and summary[0].startswith(f"tiny: micro-profiled 1 config kind(s) ({len(configs)} configs)")
+    assert "1 of 2 config kinds not profiled" in summary[0]
+    kinds = [r for r in caplog.records if r.name == PROGRESS_LOGGER]
+    assert all(r.levelno == logging.DEBUG for r in kinds)
+    assert [r.getMessage().split(",")[0] for r in kinds] == ["micro-profiling tiny: config kind 1/2",
+                                                             "micro-profiling tiny: config kind 2/2"]
 
 
 def test_a_kind_that_would_overrun_the_budget_is_not_started(window, model) -> None:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import re
+import sys
+
+import torch
 
 from trainer.bootstrap import BootstrapSettings, bootstrap, cache_key
 from trainer.models import load_model
+from trainer.progress import PROGRESS_LOGGER
 from trainer.streams.synthetic import default_cameras
 
 TINY = BootstrapSettings(edge_family="shufflenet_v2_x0_5", edge_input_size=32, edge_crops=120, edge_epochs=1,
@@ -40,3 +47,33 @@ def test_bootstrap_cli_json(tmp_path, capsys, monkeypatch):
                  "--model", "shufflenet_v2_x0_5", "--data-dir", str(tmp_path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["golden_model"] is None and "cam0" in out["edge_models"]
+
+
+def test_bootstrap_reports_what_it_trains_and_how_far_it_is(tmp_path, caplog, monkeypatch):
+    """A fresh bootstrap takes minutes at its default sizes: it says so, step by step (log lines where
+    stderr is not a terminal, as in CI); a cached one says nothing."""
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    caplog.set_level(logging.INFO, logger=PROGRESS_LOGGER)
+    cams = default_cameras(2, crop_size=32, window_seconds=40)
+    settings = TINY.model_copy(update={"edge_epochs": 2})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is fastest, and never oversubscribes a busy box
+    try:
+        result = bootstrap(cams, settings, tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+    lines = [r.getMessage() for r in caplog.records if r.name == PROGRESS_LOGGER]
+    steps = [line.split(",")[0] for line in lines]
+    for step in ("bootstrap: history windows camera 1/2", "bootstrap: history windows camera 2/2",
+                 "bootstrap: edge model (shared) epoch 1/2", "bootstrap: edge model (shared) epoch 2/2",
+                 "bootstrap: golden training crops camera 2/2", "bootstrap: golden held-out crops camera 2/2",
+                 "bootstrap: golden model epoch 1/1"):
+        assert step in steps, (step, lines)
+    edge_epoch = next(line for line in lines if line.startswith("bootstrap: edge model (shared) epoch 2/2"))
+    assert re.search(r"\d\.\d{3} held-out, loss \d+\.\d{3}, \d+(\.\d)? s$", edge_epoch), edge_epoch
+    assert steps.index("bootstrap: history windows camera 2/2") < steps.index("bootstrap: edge model (shared) epoch 1/2")
+    assert any(line.startswith("bootstrap: training the golden model: resnet34 32px") for line in lines)
+    assert lines[-1].startswith("bootstrap: done in") and f"golden {result.accuracy['golden']:.3f}" in lines[-1]
+    caplog.clear()
+    assert bootstrap(cams, settings, tmp_path).reused
+    assert not [r for r in caplog.records if r.name == PROGRESS_LOGGER]

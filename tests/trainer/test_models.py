@@ -9,9 +9,10 @@ from pydantic import ValidationError
 
 from trainer.configs import RetrainConfig, default_grid, full_grid
 from trainer.export import ExportError, export_onnx
+from trainer.fit import fit
 from trainer.models import EDGE_FAMILIES, ModelError, build_model, load_model, save_model
 from trainer.streams.synthetic import CameraStreamSpec, generate_window
-from trainer.training import EmptyDataError, Trainer, evaluate, predict, train
+from trainer.training import EmptyDataError, Trainer, evaluate, predict
 
 
 @pytest.mark.parametrize("family", EDGE_FAMILIES)
@@ -60,6 +61,11 @@ def test_configs_grid_and_names():
     c = RetrainConfig(epochs=15, layers="last_block", subsample=0.5, hidden=1024, lr=0.001, batch_size=64,
                       history_weight=0.5)
     assert RetrainConfig.from_name(c.name) == c
+    # A field added with its default leaves every existing name (in config files and state) as it was.
+    assert RetrainConfig().name == "e5-all-h64-s1" and RetrainConfig(lr_schedule="constant").name == "e5-all-h64-s1"
+    assert {c.name for c in grid} == {c.model_copy(update={"lr_schedule": "constant"}).name for c in grid}
+    cosine = c.model_copy(update={"lr_schedule": "cosine"})
+    assert cosine.name == c.name + "-cos" and RetrainConfig.from_name(cosine.name) == cosine
     with pytest.raises(ValueError):
         RetrainConfig(subsample=0)
     with pytest.raises(ValidationError):
@@ -73,14 +79,14 @@ def test_retraining_improves_accuracy_on_drifted_window():
     m = build_model("resnet18", input_size=32, seed=0)
     before = evaluate(m, held)
     epochs = []
-    res = train(m, tr, RetrainConfig(epochs=5, lr=0.02), val=held, callback=epochs.append)
+    res = fit(m, RetrainConfig(epochs=5, lr=0.02), tr, held, on_epoch=epochs.append)
     after = evaluate(m, held)
     assert [e.epoch for e in epochs] == [1, 2, 3, 4, 5] and all(e.img_per_s > 0 for e in epochs)
     assert after == pytest.approx(res.best_val_accuracy)
     assert after >= before + 0.3, (before, after)
     assert predict(m, held.images[:3]).shape == (3,)
     with pytest.raises(EmptyDataError):
-        train(m, tr.with_labels(np.full(len(tr), -1)), RetrainConfig(epochs=1))
+        fit(m, RetrainConfig(epochs=1), tr.with_labels(np.full(len(tr), -1)))
 
 
 def test_head_only_training_on_cached_features_matches_full_forward():
@@ -128,7 +134,7 @@ def test_new_hidden_size_resets_head():
     spec = CameraStreamSpec(name="t", seed=5, crop_size=32, window_seconds=20)
     w = generate_window(spec, 0)
     m = build_model("shufflenet_v2_x0_5", hidden=64, input_size=32)
-    train(m, w, RetrainConfig(epochs=1, hidden=1024, layers="head"))
+    fit(m, RetrainConfig(epochs=1, hidden=1024, layers="head"), w)
     assert m.meta.hidden == 1024 and m.head[0].out_features == 1024
 
 
@@ -167,13 +173,3 @@ def test_export_refuses_a_model_with_non_finite_outputs(tmp_path):
     with pytest.raises(ExportError, match="not finite"):
         export_onnx(m, tmp_path / "model.onnx")
     assert not list(tmp_path.iterdir())  # nothing left behind
-
-
-def test_cosine_learning_rate_decays_epoch_by_epoch():
-    spec = CameraStreamSpec(name="t", seed=5, crop_size=16, window_seconds=10)
-    w = generate_window(spec, 0)
-    config = RetrainConfig(epochs=4, layers="head", hidden=16, lr=0.02)
-    constant = train(build_model("resnet18", hidden=16, input_size=16), w, config)
-    assert [h.lr for h in constant.history] == [0.02] * 4
-    cosine = train(build_model("resnet18", hidden=16, input_size=16), w, config, cosine_lr=True)
-    assert [h.lr for h in cosine.history] == pytest.approx([0.02, 0.02 * 0.8536, 0.01, 0.02 * 0.1464], rel=1e-3)

@@ -83,6 +83,8 @@ def test_worker_trains_and_resumes_after_a_crash(assets, tmp_path):
     assert resume["epoch"] >= 1
     assert [e["epoch"] for e in events[kinds.index("resume"):] if e["event"] == "epoch"][-1] == 3
     assert {"loss", "val_accuracy", "img_per_s"} <= set(events[1])
+    worker_log = (out / "worker.log").read_text()
+    assert "resumed after epoch" in worker_log and "training epoch 3/3, loss " in worker_log
 
 
 def test_head_only_job_keeps_a_small_state_and_resumes(assets, tmp_path):
@@ -136,7 +138,9 @@ def test_warm_worker_behaves_like_a_fresh_one(assets, tmp_path):
     assert handle.stop(timeout=60) == EXIT_OK
     res = handle.result()
     assert res.status == "stopped" and 1 <= res.epochs_done < 200
-    assert '"event": "epoch"' in (out / "worker.log").read_text()
+    worker_log = (out / "worker.log").read_text()
+    assert '"event": "epoch"' in worker_log
+    assert "trainer j1 (cam0, e200-all-h64-s1-lr0.02): training epoch 1/200, loss " in worker_log  # readable too
     bad = start_worker(_job(assets, tmp_path / "bad", base_checkpoint=assets / "data.npz"), warm=True)
     assert bad.wait(120) == EXIT_BAD_MODEL
     assert bad.result().status == "failed"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -219,22 +220,32 @@ WindowTask = tuple[CameraStreamSpec, int, int, "int | None"]  # spec, window, sa
 _PARALLEL_PIXELS = 50_000_000  # below this (about 1,000 crops at 224 px) worker start-up costs more than it saves
 
 
-def generate_many(tasks: list[WindowTask]) -> list[WindowData]:
+def generate_many(tasks: list[WindowTask], on_done: Callable[[int], None] | None = None) -> list[WindowData]:
     """generate_window for each (spec, window, salt, max_crops), in that order; spread over the machine's
     cores when the crops are many and large (bootstrapping at 224 px), in-process otherwise.
-    The result is the same either way: every window is generated from its own seeds."""
+    The result is the same either way: every window is generated from its own seeds. on_done gets the
+    index of each task as its window is made, in order (for progress)."""
     cores = usable_cores()
     pixels = sum((m if m is not None else t.objects_per_frame * t.frames_per_window) * t.crop_size ** 2
                  for t, _, _, m in tasks)
     workers = min(len(tasks), cores - 1)
     if workers < 2 or pixels < _PARALLEL_PIXELS:
-        return [generate_window(spec, w, salt, m) for spec, w, salt, m in tasks]
+        return _collect((generate_window(spec, w, salt, m) for spec, w, salt, m in tasks), on_done)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     # spawn: the caller may hold CUDA or thread pools that a forked child must not inherit
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(generate_window, *zip(*tasks)))
+        return _collect(pool.map(generate_window, *zip(*tasks)), on_done)
+
+
+def _collect(windows: Iterable[WindowData], on_done: Callable[[int], None] | None) -> list[WindowData]:
+    out = []
+    for index, window in enumerate(windows):
+        out.append(window)
+        if on_done is not None:
+            on_done(index)
+    return out
 
 
 # ---- rendering ----------------------------------------------------------------------------------
@@ -332,14 +343,17 @@ def _blur(img: np.ndarray, level: np.ndarray) -> None:
         img[idx] = uniform_filter(img[idx], size=(1, 2 * r + 1, 2 * r + 1, 1), mode="nearest")
 
 
-def all_conditions_data(cameras: list[CameraStreamSpec], crops: int, salt: int = 1) -> WindowData:
+def all_conditions_data(cameras: list[CameraStreamSpec], crops: int, salt: int = 1,
+                        on_camera: Callable[[CameraStreamSpec], None] | None = None) -> WindowData:
     """About `crops` crops spread over a whole condition cycle of every camera (the golden model's
-    training set: "all conditions"). Uses a different salt, so not the crops of the live windows."""
+    training set: "all conditions"). Uses a different salt, so not the crops of the live windows.
+    on_camera gets each camera as its last window is made (for progress)."""
     from trainer.streams.base import concat
 
     if not cameras:
         raise ValueError("need at least one camera")
     tasks: list[WindowTask] = []
+    camera_done_at: dict[int, CameraStreamSpec] = {}  # the index of each camera's last task
     per_cam = max(1, crops // len(cameras))
     for spec in cameras:
         period = _PERIOD_WINDOWS / spec.drift_speed if spec.drift_speed > 0 else 1.0
@@ -347,4 +361,9 @@ def all_conditions_data(cameras: list[CameraStreamSpec], crops: int, salt: int =
         wins = sorted({round(i * period / n_win) for i in range(n_win)})
         per_win = max(1, per_cam // len(wins))
         tasks.extend((spec, w, salt, per_win) for w in wins)
-    return concat(generate_many(tasks), camera="all")
+        camera_done_at[len(tasks) - 1] = spec
+
+    def on_done(index: int) -> None:
+        if on_camera is not None and index in camera_done_at:
+            on_camera(camera_done_at[index])
+    return concat(generate_many(tasks, on_done), camera="all")

@@ -49,10 +49,13 @@ def test_generate_many_in_worker_processes_equals_in_process(monkeypatch):
 
     specs = [CameraStreamSpec(name=n, seed=i, **SMALL) for i, n in enumerate("ab")]
     tasks = [(spec, w, 0, 30) for spec in specs for w in (0, 1)]
-    here = synthetic.generate_many(tasks)  # small: generated in-process
+    done_here: list[int] = []
+    here = synthetic.generate_many(tasks, on_done=done_here.append)  # small: generated in-process
     monkeypatch.setattr(synthetic, "_PARALLEL_PIXELS", 0)
     monkeypatch.setattr(synthetic, "usable_cores", lambda: 4)
-    spread = synthetic.generate_many(tasks)
+    done_spread: list[int] = []
+    spread = synthetic.generate_many(tasks, on_done=done_spread.append)
+    assert done_here == done_spread == list(range(len(tasks)))  # progress: each task once, in order
     assert [(d.camera, d.window, len(d)) for d in spread] == [(s.name, w, 30) for s, w, _, _ in tasks]
     assert all(np.array_equal(a.images, b.images) and np.array_equal(a.track_ids, b.track_ids)
                for a, b in zip(here, spread))
@@ -111,8 +114,10 @@ def test_stride_profile_decreases():
 
 
 def test_all_conditions_data_spans_cycle():
-    d = all_conditions_data(default_cameras(2, **SMALL), 200)
+    done: list[str] = []
+    d = all_conditions_data(default_cameras(2, **SMALL), 200, on_camera=lambda spec: done.append(spec.name))
     assert 100 <= len(d) <= 260 and len(set(d.labels)) == 6
+    assert done == ["cam0", "cam1"]
 
 
 @pytest.mark.slow
