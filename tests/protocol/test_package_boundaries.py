@@ -3,29 +3,11 @@ imports the other, statically, anywhere in its package."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
-from tests.repo import REPO_ROOT
-
-ROOT = REPO_ROOT
-
-
-def imported_modules(package: str) -> dict[str, set[str]]:
-    """Every module each file of `package` imports (top level, in functions, under TYPE_CHECKING)."""
-    found: dict[str, set[str]] = {}
-    for path in sorted((ROOT / package).rglob("*.py")):
-        names: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                names.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names.add(node.module)
-                names.update(f"{node.module}.{alias.name}" for alias in node.names)
-        found[str(path.relative_to(ROOT))] = names
-    return found
+from tests.imports import imported_modules
 
 
 def offending(package: str, forbidden: tuple[str, ...]) -> list[str]:
