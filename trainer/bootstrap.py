@@ -251,31 +251,36 @@ def bootstrap_from_data(data: BootstrapData, settings: BootstrapSettings | None 
     if not force and (cached := _load_manifest(directory)) is not None:
         cached.seconds = time.perf_counter() - t0
         return cached
-    history = data.history()
-    if history.num_labelled < MIN_BOOTSTRAP_CROPS:
-        raise BootstrapDataError(f"the bootstrap history of {', '.join(data.cameras)} has {history.num_labelled} "
-                                 f"labelled crops; at least {MIN_BOOTSTRAP_CROPS} are needed")
-    history = history.labelled()
-    directory.mkdir(parents=True, exist_ok=True)
     s = settings
     with ProgressReporter("bootstrap", enabled=progress) as report:
         report.note(f"no cached models for {', '.join(data.cameras)}: training them in {directory}")
+        report.note(f"reading the labelled history of {len(data.cameras)} camera(s) ({data.trained_on})")
+        history = data.history()
+        if history.num_labelled < MIN_BOOTSTRAP_CROPS:
+            raise BootstrapDataError(f"the bootstrap history of {', '.join(data.cameras)} has "
+                                     f"{history.num_labelled} labelled crops; at least {MIN_BOOTSTRAP_CROPS} are needed")
+        history = history.labelled()
+        directory.mkdir(parents=True, exist_ok=True)
         edge_data = history.subsample(min(1.0, s.edge_crops / len(history)), seed=s.seed)
         train, val = edge_data.split(0.15, seed=s.seed)
-        path, edge_acc = _train_model("edge model (shared)", s.edge_family, s.edge_hidden, s.edge_input_size, train, val,
-                              s.edge_epochs, s.edge_lr, s, directory / "edge-shared.pt", device, report,
-                              {"role": "edge", "trained_on": data.trained_on})
+        path, edge_acc = _train_model("edge model (shared)", s.edge_family, s.edge_hidden, s.edge_input_size, train,
+                                      val, s.edge_epochs, s.edge_lr, s, directory / "edge-shared.pt", device, report,
+                                      {"role": "edge", "trained_on": data.trained_on})
         acc = {"edge:shared": edge_acc}
         golden = None
         if s.golden:
             if data.golden is not None:
+                report.note(f"making the golden model's {s.golden_crops} training crops and its held-out crops")
                 golden_train, golden_val = data.golden()
             else:
                 golden_train, golden_val = history.subsample(min(1.0, s.golden_crops / len(history)),
                                                              seed=s.seed + 1).split(0.15, seed=s.seed + 1)
-            golden, acc["golden"] = _train_model("golden model", s.golden_family, s.golden_hidden, s.golden_input_size,
-                                         golden_train, golden_val, s.golden_epochs, s.golden_lr, s,
-                                         directory / "golden.pt", device, report, {"role": "golden"})
+            golden, acc["golden"] = _train_model("golden model", s.golden_family, s.golden_hidden,
+                                                 s.golden_input_size, golden_train, golden_val, s.golden_epochs,
+                                                 s.golden_lr, s, directory / "golden.pt", device, report,
+                                                 {"role": "golden"})
+        report.note(f"done in {time.perf_counter() - t0:.0f} s: "
+                    + ", ".join(f"{name} {value:.3f} held-out" for name, value in acc.items()))
     edge = dict.fromkeys(data.cameras, path)
     result = BootstrapResult(key, directory, edge, golden, acc, reused=False, seconds=time.perf_counter() - t0)
     atomic_write_json(directory / "manifest.json", {
