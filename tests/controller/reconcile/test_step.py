@@ -208,3 +208,32 @@ def test_a_late_step_coalesces_the_windows_it_missed(tmp_path: Path) -> None:
     harness.reconciler.reconcile()
     assert harness.state.window == 3 and harness.state.closed == 2
     assert [r.window for r in harness.state.history] == [0, 1, 3]
+
+
+def _cheapest_retraining(problem, parameters):
+    """A new scheduler, whole: a quarter of the compute to inference, the rest to each camera's cheapest
+    retraining option."""
+    import numpy as np
+
+    from controller.planner.common import build_plan
+
+    n = len(problem.cameras)
+    configs = [min(c.options, key=lambda o: o.gpu_seconds).config if c.options else None for c in problem.cameras]
+    inference = np.full(n, 0.25 * problem.gpus / n)
+    training = np.array([0.75 * problem.gpus / n if cfg else 0.0 for cfg in configs])
+    return build_plan(problem, "cheapest-retraining", inference, training, configs)
+
+
+def test_a_newly_registered_scheduler_runs_the_window(tmp_path: Path) -> None:
+    from controller.planner.schedulers import Scheduler, register_scheduler
+
+    register_scheduler(Scheduler("cheapest-retraining", _cheapest_retraining, profiles=True))
+    harness = _running_window_1(tmp_path, "cheapest-retraining")
+    record = harness.state.record_for(1)
+    assert record.scheduler == "cheapest-retraining" and sorted(harness.profiler.calls) == ["cam0", "cam1"]
+    head_only = next(c.name for c in harness.scope.config.retraining_configs if c.layers == "head")
+    assert {r.config for r in harness.trainers.launched} == {head_only}  # the profiler's cheaper option
+    harness.trainers.finish("cam0", 0.9)
+    harness.reconciler.reconcile()
+    assert not any("re-planned" in e for e in record.events)  # it does not re-plan: the share is split
+    assert harness.state.cameras["cam1"].inference_share > record.cameras["cam1"].inference_share
