@@ -162,10 +162,10 @@ class Deployment:
         if missing or need_golden:
             boot = self.bootstrap()
             if need_golden:
-                serving.manager.ensure_model(self.model_spec(GOLDEN_MODEL))
+                serving.ensure_model(self.model_spec(GOLDEN_MODEL))
                 publisher.install(GOLDEN_MODEL, Path(boot.golden_model))
             for name in missing:
-                serving.manager.ensure_model(self.model_spec(name))
+                serving.ensure_model(self.model_spec(name))
                 source = Path(boot.edge_models[name])
                 state.cameras[name] = CameraRecord()
                 publisher.adopt(name, publisher.install(name, source), source)

@@ -9,6 +9,7 @@ import numpy as np
 from controller.labelling import GOLDEN_MODEL, accuracy_through_triton, golden_labels
 from controller.triton.client import TritonClient
 from controller.triton.serving import ServingManager
+from controller.triton.spec import ModelSpec
 
 
 class TritonServing:
@@ -30,9 +31,9 @@ class TritonServing:
         self.manager.set_instances(model, count, gpus)
 
     # -- start-up ------------------------------------------------------------------------------
-    @property
-    def repository(self):
-        return self.manager.repository
+    def ensure_model(self, spec: ModelSpec) -> None:
+        """Write (or update) a model's spec, so that versions can be published to it."""
+        self.manager.ensure_model(spec)
 
     def has_versions(self, model: str) -> bool:
         return bool(self.manager.repository.versions(model))
