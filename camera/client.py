@@ -182,6 +182,10 @@ class CameraClient:
         InferenceClient.preload()  # while the controller starts, not at window 0's first frames (they'd be late)
         directive = self.wait_for_directive(stop, directive_timeout_s)
         _ = self.triton_url  # resolved now: a failure to find the server is an error, not a failed request
+        # The channel's first connection (up to seconds on a cold, busy machine, whatever the request
+        # deadline) is made now, not at window 0's first frame: the controller opens window 0 a second after
+        # its first directive.
+        self._triton().server_ready()
         window = max(0, directive.window_at(time.time()))
         done: list[WindowStats] = []
         while not stop.is_set():

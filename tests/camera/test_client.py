@@ -95,12 +95,12 @@ def test_first_window_is_made_while_waiting_for_the_controller(tmp_path: Path) -
         threading.Event(), max_windows=1, first_window_seconds=SPEC.window_seconds, directive_timeout_s=20)))
     runner.start()
     # The controller starts meanwhile (longer than the window takes to make, on a busy machine too); its
-    # first directive opens window 0 right away.
+    # first directive opens window 0 a second later, as the controller's does.
     deadline = time.monotonic() + 30
     while not (0 in source.ready and source.ready[0].is_set()) and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.1)
-    directive = CameraDirective(t0=time.time(), window_seconds=SPEC.window_seconds)
+    directive = CameraDirective(t0=time.time() + 1.0, window_seconds=SPEC.window_seconds)
     layout.directive_file("cam").parent.mkdir(parents=True, exist_ok=True)
     write_directive(layout.directive_file("cam"), directive)
     runner.join(timeout=30)
