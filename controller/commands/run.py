@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from controller.config import ConfigError, load_config
+    from controller.runtime.lock import DeploymentLocked
     from controller.service import run_controller
     from sources import SourceError
     from trainer.bootstrap import BootstrapDataError
@@ -42,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     except (SourceError, BootstrapDataError) as exc:  # a camera's source cannot serve or bootstrap it
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except DeploymentLocked as exc:  # refused before touching anything of the running one
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     state = controller.state
     print(f"controller stopped after window {state.window if state else '?'}; "
           f"{state.swaps if state else 0} model swaps, {state.trainer_failures if state else 0} trainer failures")

@@ -23,6 +23,7 @@ from controller.reconcile.step import Reconciler
 from controller.runtime.cameras import FileCameraChannel
 from controller.runtime.devices import TrainingDevices
 from controller.runtime.exporting import OnnxExporter
+from controller.runtime.lock import DataDirLock
 from controller.runtime.profiling import TorchProfiler
 from controller.runtime.serving import TritonServing
 from controller.state import CameraRecord, ControllerState
@@ -51,6 +52,7 @@ class Deployment:
         self.models_cache = models_cache
         self.camera_windows = camera_windows
         self.devices = TrainingDevices(config)
+        self.lock = DataDirLock(self.layout.root)
         self.state: ControllerState | None = None
         self.server: TritonServer | None = None
         self.client: TritonClient | None = None
@@ -65,8 +67,9 @@ class Deployment:
         return self.reconciler.done
 
     def start(self) -> Reconciler:
+        """Raises DeploymentLocked, having touched nothing, where another controller runs the deployment."""
         config = self.config
-        self.layout.root.mkdir(parents=True, exist_ok=True)
+        self.lock.acquire()
         import torch
 
         torch.set_num_threads(1)  # the controller's own torch work (profiling, export) stays off the trainers' cores
@@ -99,6 +102,8 @@ class Deployment:
         return self.reconciler
 
     def shutdown(self, stop_triton: bool = True) -> None:
+        if not self.lock.held:
+            return  # never started (another controller holds the deployment): nothing of ours to stop
         if self.reconciler is not None:
             self.reconciler.shutdown()
         if self.pool is not None:
@@ -108,6 +113,7 @@ class Deployment:
         if stop_triton and self.server is not None:
             self.server.stop()
         self.devices.stop()
+        self.lock.release()
 
     # ------------------------------------------------------------------ Triton and models
     def _inference_profile(self) -> InferenceProfile:
