@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.planner import Plan, Problem, RetrainOption
-from controller.reconcile.ports import CameraProfile
+from controller.reconcile.ports import ProfiledOptions
 
 
 @dataclass
@@ -46,6 +46,6 @@ class AheadProfile:
     """A camera's micro-profile taken before its window closed, and the serving versions it is valid for
     (the one it profiled and, if served, its own trial model)."""
 
-    profile: CameraProfile
+    profile: ProfiledOptions
     versions: set[int]
     chunks: int = 0  # spooled chunks of the window it was taken on (a later run with no new data is skipped)

@@ -11,7 +11,7 @@ from pathlib import Path
 from controller.planner import CameraState, CameraStatus, Plan, Problem, RetrainOption, plan, replan
 from controller.planner.drift import forecast
 from controller.reconcile.context import Trial, WindowContext
-from controller.reconcile.ports import CameraProfile
+from controller.reconcile.ports import ProfiledOptions
 from controller.reconcile.scope import Scope
 from controller.trainers import PUBLISH_SECONDS, WORKER_STARTUP_SECONDS
 from trainer.streams.base import WindowData
@@ -107,7 +107,7 @@ class WindowPlanner:
         pruner.end_window()
         return list(profile.options)
 
-    def profile(self, name: str, train: WindowData, test: WindowData) -> CameraProfile:
+    def profile(self, name: str, train: WindowData, test: WindowData) -> ProfiledOptions:
         """Micro-profile the camera's active configs from its serving model, within its profiling budget."""
         scope = self.scope
         configs = scope.configs
@@ -118,7 +118,7 @@ class WindowPlanner:
         return scope.profiler.profile(name, checkpoint, train, test, active,
                                       budget * (1 if scope.gpu else scope.cores))
 
-    def trial_wins(self, profile: CameraProfile) -> bool:
+    def trial_wins(self, profile: ProfiledOptions) -> bool:
         return (self.scope.config.microprofiler.serve_trials and profile.trial_checkpoint is not None
                 and profile.trial_accuracy is not None
                 and profile.trial_accuracy > profile.start_accuracy + TRIAL_MARGIN)

@@ -17,7 +17,7 @@ from controller.trainers import Finished
 from trainer.configs import RetrainConfig
 from trainer.streams.base import WindowData
 
-__all__ = ["CameraChannel", "CameraProfile", "Clock", "DeviceChooser", "Exporter", "Finished", "GpuMemoryError",
+__all__ = ["CameraChannel", "ProfiledOptions", "Clock", "DeviceChooser", "Exporter", "Finished", "GpuMemoryError",
            "Profiler", "Serving", "SystemClock", "Trainers"]
 
 
@@ -70,9 +70,10 @@ class Trainers(Protocol):
 
 
 @dataclass
-class CameraProfile:
-    """A camera's micro-profile: its options, the serving model's accuracy on the held-out data, and
-    the best trial run's model (saved as a checkpoint) with its held-out accuracy."""
+class ProfiledOptions:
+    """What micro-profiling a camera gives the planner: its retraining options, the serving model's
+    accuracy on the held-out data, and the best trial run's model (saved as a checkpoint) with its
+    held-out accuracy."""
 
     start_accuracy: float
     options: list[RetrainOption]
@@ -83,7 +84,7 @@ class CameraProfile:
 
 class Profiler(Protocol):
     def profile(self, camera: str, checkpoint: Path, train: WindowData, test: WindowData,
-                configs: list[RetrainConfig], budget_seconds: float) -> CameraProfile: ...
+                configs: list[RetrainConfig], budget_seconds: float) -> ProfiledOptions: ...
 
 
 class Exporter(Protocol):

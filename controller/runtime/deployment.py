@@ -61,11 +61,6 @@ class Deployment:
         self.reconciler: Reconciler | None = None
         self.metrics_url: str | None = None
 
-    @property
-    def done(self):
-        assert self.reconciler is not None, "start() first"
-        return self.reconciler.done
-
     def start(self) -> Reconciler:
         """Raises DeploymentLocked, having touched nothing, where another controller runs the deployment."""
         config = self.config
@@ -142,7 +137,6 @@ class Deployment:
                 self.server.start()
                 self.server.save_info(info_file)
             url = self.server.info.grpc_url
-        self.triton_url = url
         self.client = TritonClient(url, admin_key=admin_key, timeout_s=triton.admin_call_timeout_s)
         manager = ServingManager(repository, self.client, load_timeout_s=triton.admin_call_timeout_s)
         return TritonServing(manager, self.client, self.config.inference.label_requests_in_flight)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from controller.planner import ThroughputCurve
-from controller.reconcile.ports import CameraProfile
+from controller.reconcile.ports import ProfiledOptions
 from trainer.configs import RetrainConfig
 from trainer.streams.base import WindowData
 
@@ -22,7 +22,7 @@ class TorchProfiler:
         self.device = device
 
     def profile(self, camera: str, checkpoint: Path, train: WindowData, test: WindowData,
-                configs: list[RetrainConfig], budget_seconds: float) -> CameraProfile:
+                configs: list[RetrainConfig], budget_seconds: float) -> ProfiledOptions:
         from controller.microprofiler import profile_camera
         from trainer.models import load_model, save_model
 
@@ -33,5 +33,5 @@ class TorchProfiler:
         if result.trial_model is not None:
             self.trials_dir.mkdir(parents=True, exist_ok=True)
             trial = save_model(result.trial_model, self.trials_dir / f"{camera}.pt", camera=camera, trial=True)
-        return CameraProfile(result.start_accuracy, list(result.options), trial, result.trial_accuracy,
+        return ProfiledOptions(result.start_accuracy, list(result.options), trial, result.trial_accuracy,
                              result.trial_kind)

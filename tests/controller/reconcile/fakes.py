@@ -15,7 +15,7 @@ from controller.metrics import ControllerMetrics
 from controller.planner import InferenceProfile, RetrainOption, ThroughputCurve
 from controller.planner.schedulers import scheduler
 from controller.reconcile.events import EventLog
-from controller.reconcile.ports import CameraProfile, Finished
+from controller.reconcile.ports import Finished, ProfiledOptions
 from controller.reconcile.publish import Publisher
 from controller.reconcile.scope import Scope
 from controller.reconcile.step import Reconciler
@@ -152,7 +152,7 @@ class FakeProfiler:
         self.trial_accuracy: dict[str, float] = {}
         self.calls: list[str] = []
 
-    def profile(self, camera, checkpoint, train, test, configs, budget_seconds) -> CameraProfile:
+    def profile(self, camera, checkpoint, train, test, configs, budget_seconds) -> ProfiledOptions:
         assert Path(checkpoint).is_file() and len(train) and len(test) and budget_seconds > 0
         self.calls.append(camera)
         start = self.start_accuracy.get(camera, 0.5)
@@ -164,7 +164,7 @@ class FakeProfiler:
             checkpoint_path = self.root / "trials" / f"{camera}.pt"
             checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
             checkpoint_path.write_bytes(b"trial")
-        return CameraProfile(start, options, checkpoint_path, trial, "head-h64" if trial is not None else None)
+        return ProfiledOptions(start, options, checkpoint_path, trial, "head-h64" if trial is not None else None)
 
 
 @dataclass
