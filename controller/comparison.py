@@ -24,6 +24,7 @@ from common.atomic import atomic_write_json
 from controller.config import DeploymentConfig, parse_config
 from controller.layout import DataLayout
 from controller.reconcile.records import WindowRecord
+from controller.retention import discard_bulk, window_history
 from controller.window_progress import WindowWatcher
 from trainer.progress import ProgressReporter
 
@@ -127,7 +128,11 @@ def run_scheduler(raw: dict, base_dir: Path, work_dir: Path, scheduler: str, win
     state = controller.state
     if state is not None:
         run.swaps, run.failed_swaps, run.trainer_failures = state.swaps, state.failed_swaps, state.trainer_failures
-        run.history = list(state.history)
+        run.history = window_history(layout, state)
+    # the run is over: its records stay (state, window records, camera results), its models and data go
+    freed = discard_bulk(layout, config.model_repository)
+    log.info("%s: run over; %.0f MB of models and data deleted, its records kept in %s", scheduler, freed / 2**20,
+             layout.root)
     return run
 
 

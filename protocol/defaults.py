@@ -8,7 +8,7 @@ from pathlib import Path
 LABEL_SAMPLING_RATE = 0.1  # fraction of frames spooled for golden labelling
 REQUEST_TIMEOUT_S = 5.0  # a camera's inference request
 DATA_DIR = Path(".ekya/data")  # relative: to the config file's directory
-DISK_BUDGET_MB = 2048  # spooled frames, all cameras together
+DISK_BUDGET_MB = 2048  # the whole data directory (each camera's spool: its part of it)
 WINDOW_SECONDS = 200.0
 EDGE_INPUT_SIZE = 64  # the crops a camera sends are the edge model's input size
 HISTORY_WINDOWS = 1  # windows -k..-1 of every camera: the bootstrap's history

@@ -137,8 +137,17 @@ class MicroprofilerConfig(ConfigModel):
 # ------------------------------------------------------------------------------------------ the rest
 class DataConfig(ConfigModel):
     dir: ConfigPath = Field(defaults.DATA_DIR, validate_default=True)  # relative: to the config file
-    disk_budget_mb: int = Field(defaults.DISK_BUDGET_MB, ge=16)  # spooled frames; oldest dropped first
+    # the whole data directory (the model repository too when it is inside it), kept by retention per
+    # kind (controller/retention/); each camera's spool is also held to its part of it by the camera
+    disk_budget_mb: int = Field(defaults.DISK_BUDGET_MB, ge=16)
     holdout_fraction: float = Field(0.25, gt=0.0, lt=1.0)  # of each window's labels, kept for testing
+    # retention: published versions kept per model (repository and checkpoints; >= 2 so a rollback has
+    # somewhere to go), closed windows' labelled data and ended jobs' records kept, window records kept
+    # in the state file (older ones go to windows.jsonl), and the size at which a log is rotated
+    keep_versions: int = Field(3, ge=2, le=100)
+    keep_windows: int = Field(2, ge=1, le=1000)
+    keep_window_records: int = Field(100, ge=4, le=100_000)
+    max_log_mb: int = Field(64, ge=1, le=100_000)
 
 
 class MetricsConfig(ConfigModel):

@@ -153,6 +153,19 @@ class ControllerMetrics:
             Counter, "ekya_model_swaps", "Successful hot swaps of a camera's serving model.")
         self.swap_failures = per_camera(
             Counter, "ekya_model_swap_failures", "Hot swaps that failed (the old version kept serving).")
+        # ------------------------------------------------------------------- disk (retention passes)
+        self.data_dir_bytes = Gauge(
+            "ekya_data_dir_bytes",
+            "Bytes under the deployment's data directory (the model repository too when inside it), "
+            "after the last retention pass.", registry=r)
+        self.data_dir_kind_bytes = Gauge(
+            "ekya_data_dir_kind_bytes", "Bytes under the data directory by kind, after the last retention pass.",
+            ["kind"], registry=r)
+        self.disk_budget_bytes = Gauge(
+            "ekya_disk_budget_bytes", "The data directory's disk budget (data.disk_budget_mb).", registry=r)
+        self.retention_deleted_bytes = Counter(
+            "ekya_retention_deleted_bytes", "Bytes retention deleted from the data directory, by kind.", ["kind"],
+            registry=r)
         self.build_info = Info("ekya_build", "Controller build.", registry=r)
         self.build_info.info({"version": _version()})
 
@@ -256,6 +269,18 @@ class ControllerMetrics:
 
     def record_planning(self, duration_s: float) -> None:
         self.planning_duration.observe(duration_s)
+
+    def record_disk_usage(self, by_kind: Mapping[str, int], budget_bytes: int) -> None:
+        """The data directory's bytes by kind (a retention pass measured them) and its budget."""
+        for kind, size in by_kind.items():
+            self.data_dir_kind_bytes.labels(kind).set(size)
+        self.data_dir_bytes.set(sum(by_kind.values()))
+        self.disk_budget_bytes.set(budget_bytes)
+
+    def record_retention(self, deleted: Mapping[str, int]) -> None:
+        for kind, size in deleted.items():
+            if size > 0:
+                self.retention_deleted_bytes.labels(kind).inc(size)
 
     # ---------------------------------------------------------------------------------- exposition
     def exposition(self) -> bytes:

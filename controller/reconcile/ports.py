@@ -12,13 +12,13 @@ import numpy as np
 
 from controller.gpu import GpuMemoryError
 from controller.planner.profiles import RetrainOption
-from controller.state import JobRecord
+from controller.state import ControllerState, JobRecord
 from controller.trainers import Finished
 from trainer.configs import RetrainConfig
 from trainer.streams.base import WindowData
 
 __all__ = ["CameraChannel", "ProfiledOptions", "Clock", "DeviceChooser", "Exporter", "Finished", "GpuMemoryError",
-           "Profiler", "Serving", "SystemClock", "Trainers"]
+           "Profiler", "Retention", "Serving", "SystemClock", "Trainers"]
 
 
 class Clock(Protocol):
@@ -106,4 +106,13 @@ class DeviceChooser(Protocol):
     def __call__(self, planned_index: int | None) -> str:
         """The torch device a trainer planned on device `planned_index` starts on ("cpu" on a CPU
         deployment); raises GpuMemoryError when it must not start."""
+        ...
+
+
+class Retention(Protocol):
+    """Keeps the data directory within its disk budget (controller.retention)."""
+
+    def enforce(self, state: ControllerState) -> object:
+        """Delete what is no longer needed by the state's reckoning; may move the state's oldest window
+        records out of it (the caller saves the state after)."""
         ...

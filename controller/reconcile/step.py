@@ -43,6 +43,7 @@ class Reconciler:
         self.applier = PlanApplier(scope)
         self.judge = JobJudge(scope)
         self.ahead = AheadProfiler(scope, self.planner, self.closer, self.lock, lambda: self.context)
+        self._swaps_retained = -1  # state.swaps at the last retention pass
 
     # ------------------------------------------------------------------ lifecycle
     def recover(self, kill_orphans) -> None:
@@ -70,6 +71,7 @@ class Reconciler:
             scope.tell_camera(name)
             scope.observe(name)
         scope.save()
+        self.retain()
 
     def shutdown(self) -> None:
         with self.lock:
@@ -77,6 +79,7 @@ class Reconciler:
                 log.info("%s: trainer %s stopped at shutdown", item.record.camera, item.record.job_id)
             self.scope.state.jobs.clear()
             self.scope.save()
+            self.retain()
 
     # ------------------------------------------------------------------ the step
     def reconcile(self, blocking: bool = True) -> float:
@@ -90,15 +93,30 @@ class Reconciler:
             ended = scope.trainers.poll()
             for item in ended:
                 self.judge.judge(item, self.context)
+            closed = state.closed
             current = self.current_window()
             if current > state.window and not self.done.is_set():
                 self._next_window(current, started)
             elif ended and self.context is not None:
                 self._replan()
             scope.save()
+            if ended or state.closed != closed or state.swaps != self._swaps_retained:
+                self.retain()  # after the save: what it keeps is reckoned from the state on disk
             return self.requeue_after()
         finally:
             self.lock.release()
+
+    def retain(self) -> None:
+        """A retention pass: the data directory back within its budget (a failure is logged: the next pass
+        tries again), then the state saved (its oldest window records may have moved to the windows log)."""
+        if self.scope.retention is None:
+            return
+        self._swaps_retained = self.scope.state.swaps  # (publishes beside the step are seen by the next one)
+        try:
+            self.scope.retention.enforce(self.scope.state)
+        except Exception:
+            log.exception("retention pass failed; the next one tries again")
+        self.scope.save()
 
     def current_window(self) -> int:
         state = self.scope.state

@@ -20,6 +20,7 @@ from controller.reconcile.ports import SystemClock
 from controller.reconcile.publish import Publisher
 from controller.reconcile.scope import Scope
 from controller.reconcile.step import Reconciler
+from controller.retention import Retention, rules_for
 from controller.runtime.cameras import FileCameraChannel
 from controller.runtime.devices import TrainingDevices
 from controller.runtime.exporting import OnnxExporter
@@ -89,7 +90,9 @@ class Deployment:
                       cameras=FileCameraChannel(self.layout), choose_device=self.devices.choose, clock=clock,
                       metrics=self.metrics, events=events, publisher=publisher,
                       inference=self._inference_profile(), throughput=throughput, cores=self.cores,
-                      camera_windows=self.camera_windows)
+                      camera_windows=self.camera_windows,
+                      retention=Retention(self.layout, self.serving.manager.repository, rules_for(config),
+                                          self.metrics))
         self.reconciler = Reconciler(scope, max_windows=self.max_windows)
         self.reconciler.recover(kill_orphans)
         self._ensure_models(publisher)
@@ -118,7 +121,7 @@ class Deployment:
 
     def _start_triton(self) -> TritonServing:
         triton = self.config.triton
-        repository = ModelRepository(self.config.model_repository)
+        repository = ModelRepository(self.config.model_repository, keep_versions=self.config.data.keep_versions)
         if triton.mode == "external":
             admin_key = triton.read_admin_key()
             url = triton.url

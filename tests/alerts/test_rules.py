@@ -27,6 +27,7 @@ REQUIRED_ALERTS = {
     "EkyaControllerNotTicking",
     "EkyaTritonInferenceFailures",
     "EkyaCameraInferenceFailures",
+    "EkyaDataDirNearBudget",
 }
 
 

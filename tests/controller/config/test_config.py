@@ -238,6 +238,7 @@ def test_parse_config_accepts_a_mapping() -> None:
         (MINIMAL + "metrics: {port: 70000}\n", "metrics.port", ["<= 65535"]),
         (MINIMAL + "triton: {mode: embedded, grpc_port: 0}\n", "triton.grpc_port", [">= 1"]),
         (MINIMAL + "data: {disk_budget_mb: 1}\n", "data.disk_budget_mb", [">= 16"]),
+        (MINIMAL + "data: {keep_versions: 1}\n", "data.keep_versions", [">= 2"]),
         # cross-field checks
         (MINIMAL + "resources: {mode: gpu, count: 2, devices: [0]}\n", "resources.devices", ["count is 2"]),
         (MINIMAL + "resources: {mode: gpu, count: 2, devices: [1, 1]}\n", "resources.devices", ["unique"]),
