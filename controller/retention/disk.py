@@ -66,6 +66,13 @@ def tree_bytes(path: Path) -> tuple[int, float]:
     return total, newest
 
 
+def _children(directory: Path) -> list[Path]:
+    try:
+        return [Path(e.path) for e in os.scandir(directory)]
+    except OSError:
+        return []
+
+
 def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
@@ -81,27 +88,36 @@ class DataDir:
 
     # ------------------------------------------------------------------ usage
     def kind_of(self, path: Path) -> str:
+        """The kind of a top-level entry of the data directory (a camera's directory is split further)."""
         repo = self.repository
-        if any(_inside(path, p) for p in (repo.root, repo.staging, repo.trash)):
+        if path in (repo.root, repo.staging, repo.trash):
             return "model_repository"
-        parts = path.relative_to(self.root).parts
-        top = parts[0]
-        if top == "cameras":
-            return "spool" if len(parts) > 2 and parts[2] == "spool" else "other"
-        if top in ("windows", "jobs", "trials", "checkpoints", "models"):
-            return top
-        if top.startswith(self.layout.windows_log.name) or (
-                top == self.layout.triton_dir.name and parts[-1].startswith(self.layout.triton_log.name)):
+        name = path.name
+        if name in ("windows", "jobs", "trials", "checkpoints", "models"):
+            return name
+        if name.startswith(self.layout.windows_log.name):
             return "logs"
-        if top == self.layout.state_file.name or top.startswith(f".{self.layout.state_file.name}."):
+        if name == self.layout.state_file.name or name.startswith(f".{self.layout.state_file.name}."):
             return "state"
         return "other"
 
     def usage(self) -> dict[str, int]:
         """Bytes under the data directory by kind (apparent sizes; a repository outside it is not counted)."""
         by_kind = dict.fromkeys(KINDS, 0)
-        for f in walk(self.root):
-            by_kind[self.kind_of(f.path)] += f.bytes
+
+        def add(kind: str, path: Path) -> None:
+            by_kind[kind] += tree_bytes(path)[0]
+
+        for entry in _children(self.root):
+            if entry.name == "cameras" and entry.is_dir():
+                for camera in _children(entry):  # each camera's spool, and its small files
+                    for part in _children(camera) if camera.is_dir() else [camera]:
+                        add("spool" if part.name == "spool" else "other", part)
+            elif entry.name == self.layout.triton_dir.name and entry.is_dir():
+                for part in _children(entry):  # Triton's log, beside its runtime copy
+                    add("logs" if part.name.startswith(self.layout.triton_log.name) else "other", part)
+            else:
+                add(self.kind_of(entry), entry)
         return by_kind
 
     # ------------------------------------------------------------------ the view

@@ -143,18 +143,20 @@ def test_controller_end_to_end_with_restart(tmp_path: Path):
 
     # Accuracy recovered on a drifting camera: a retrained model beats the bootstrap model on the last
     # window's frames (ground truth from the generator; the controller only ever saw golden labels).
+    from controller.bootstrap_settings import bootstrap_for
     from controller.source_context import source_context
     from sources.synthetic import stream_spec
     from trainer.models import load_model
     from trainer.streams.synthetic import generate_window
     from trainer.training import evaluate
 
+    boot = bootstrap_for(config, progress=False)  # cached: the bootstrap models (v1's checkpoint went with retention)
     gains = {}
     for name in config.camera_names:
         if state.cameras[name].serving_version <= 1:
             continue
         drifted = generate_window(stream_spec(config.camera(name).source, source_context(config, name)), WINDOWS - 1)
-        before = evaluate(load_model(layout.checkpoint(name, 1)), drifted)
+        before = evaluate(load_model(boot.edge_models[name]), drifted)
         after = evaluate(load_model(state.cameras[name].serving_checkpoint), drifted)
         gains[name] = (round(before, 3), round(after, 3))
     assert gains and max(after - before for before, after in gains.values()) > 0.02, gains
