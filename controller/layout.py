@@ -7,6 +7,7 @@
     cameras/<cam>/...                           shared with the camera clients: protocol/files.py
     windows/w<W>/<cam>/{train,test}.npz         golden-labelled data of a closed window
     checkpoints/<cam>/v<N>.pt                   the PyTorch checkpoint behind each served version
+    checkpoints/<cam>/pending-<tag>.pt          weights of a publish in flight (the state's intent)
     jobs/<job>/                                 trainer jobs (job.json, progress, checkpoints, result)
 """
 
@@ -39,3 +40,7 @@ class DataLayout(CameraFiles):
 
     def checkpoint(self, camera: str, version: int) -> Path:
         return self.root / "checkpoints" / camera / f"v{version}.pt"
+
+    def pending_checkpoint(self, camera: str, tag: str) -> Path:
+        """Weights staged for a publish whose version number Triton's repository has not given yet."""
+        return self.root / "checkpoints" / camera / f"pending-{tag}.pt"
