@@ -8,6 +8,7 @@
     cameras/<cam>/...                           shared with the camera clients: protocol/files.py
     windows/w<W>/<cam>/{train,test}.npz         golden-labelled data of a closed window
     checkpoints/<cam>/v<N>.pt                   the PyTorch checkpoint behind each served version
+    checkpoints/<cam>/pending-<tag>.pt          weights of a publish in flight (the state's intent)
     jobs/<job>/                                 trainer jobs (job.json, progress, checkpoints, result)
     trials/<cam>.pt                             the micro-profiler's best trial model of the window
 What of it is kept, and for how long: controller/retention/.
@@ -64,3 +65,7 @@ class DataLayout(CameraFiles):
     def triton_log(self) -> Path:
         """The embedded tritonserver's stdout and stderr (controller/triton/server.py writes it)."""
         return self.triton_dir / "tritonserver.log"
+
+    def pending_checkpoint(self, camera: str, tag: str) -> Path:
+        """Weights staged for a publish whose version number Triton's repository has not given yet."""
+        return self.checkpoints_dir / camera / f"pending-{tag}.pt"

@@ -34,9 +34,19 @@ class JobRecord(BaseModel):
     cost_scale: float = 1.0  # what the plan multiplied predicted_seconds by (PredictionLedger.cost_scale)
 
 
+class PendingPublish(BaseModel):
+    """A publish in flight, recorded before it starts: after a crash, the version Triton serves is
+    matched to these weights (or the half-finished version is taken out)."""
+
+    checkpoint: str  # the weights being published, staged beside the served checkpoints
+    accuracy: float | None = None  # on the held-out data that justified the publish
+    started_at: float
+
+
 class CameraRecord(BaseModel):
     serving_version: int = 0
     serving_checkpoint: str | None = None  # the PyTorch checkpoint behind the served version
+    publishing: PendingPublish | None = None  # the intent of a publish not yet confirmed
     serving_accuracy: float | None = None  # on the latest golden-labelled held-out data
     live_accuracy: float | None = None  # the camera client's own measurement, latest window
     stride: float = 1.0

@@ -166,6 +166,8 @@ class ControllerMetrics:
         self.retention_deleted_bytes = Counter(
             "ekya_retention_deleted_bytes", "Bytes retention deleted from the data directory, by kind.", ["kind"],
             registry=r)
+        self.state_repairs = per_camera(
+            Counter, "ekya_state_repairs", "Times the recorded serving version was squared with Triton's index.")
         self.build_info = Info("ekya_build", "Controller build.", registry=r)
         self.build_info.info({"version": _version()})
 
@@ -222,6 +224,9 @@ class ControllerMetrics:
 
     def record_swap(self, camera: str, ok: bool) -> None:
         (self.swaps if ok else self.swap_failures).labels(camera).inc()
+
+    def record_state_repair(self, camera: str) -> None:
+        self.state_repairs.labels(camera).inc()
 
     def record_trainer_failure(self, camera: str, reason: str) -> None:
         if reason not in TRAINER_FAILURE_REASONS:

@@ -49,6 +49,20 @@ class Serving(Protocol):
 
     def set_instances(self, model: str, count: int, gpus: tuple[int, ...] | None) -> None: ...
 
+    def served_versions(self, models: list[str]) -> dict[str, int | None]:
+        """The version each model serves now, from the server's repository index (None: not loaded).
+        Raises when the server cannot be asked."""
+        ...
+
+    def repository_versions(self, model: str) -> list[int]:
+        """The versions on disk in the model repository, oldest first."""
+        ...
+
+    def retire_version(self, model: str, version: int, reason: str) -> None:
+        """Take a version out of the repository (kept aside with the reason) and reload the model, so
+        the newest remaining version serves."""
+        ...
+
 
 class Trainers(Protocol):
     """Retraining processes (controller.trainers.TrainerPool)."""

@@ -1,32 +1,38 @@
 """The one publish path: export -> validate -> repository version -> load (Serving.publish) -> record.
 
 Used for a finished job's model, the micro-profiler's trial models and the initial models at start-up.
-A failure anywhere keeps the previous version serving; the controller's state names the new version
-only once Triton serves it.
+A failure anywhere keeps the previous version serving. A camera's publish is recorded as an intent
+(its weights staged, the state saved) before it starts and confirmed (the state saved again) once Triton
+serves it, so that a crash at any point leaves a state that `truth.ServingTruth` can square with
+Triton's repository index.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from controller.layout import DataLayout
 from controller.reconcile.events import EventLog, Slot
 from controller.reconcile.ports import Clock, Exporter, Serving
 from controller.reconcile.records import Publication
-from controller.state import CameraRecord, ControllerState
+from controller.state import CameraRecord, ControllerState, PendingPublish
 
 
 class Publisher:
     def __init__(self, serving: Serving, exporter: Exporter, layout: DataLayout, state: ControllerState,
-                 events: EventLog, clock: Clock) -> None:
+                 events: EventLog, clock: Clock, save: Callable[[], None] = lambda: None) -> None:
         self.serving = serving
         self.exporter = exporter
         self.layout = layout
         self.state = state
         self.events = events
         self.clock = clock
+        self.save = save  # persists the state: called when an intent is recorded and when it is confirmed
 
     def install(self, model: str, checkpoint: Path) -> int:
         """Export the checkpoint and serve it as the model's newest version; returns the version."""
@@ -37,14 +43,43 @@ class Publisher:
             return self.serving.publish(model, onnx_path)
 
     def adopt(self, camera: str, version: int, checkpoint: Path) -> CameraRecord:
-        """Record `version` as the camera's serving model, with the checkpoint behind it kept."""
+        """Record `version` as the camera's serving model, with the checkpoint behind it kept (a staged
+        one is moved into place, anything else copied)."""
         target = self.layout.checkpoint(camera, version)
         target.parent.mkdir(parents=True, exist_ok=True)
         if Path(checkpoint).resolve() != target.resolve():
-            shutil.copyfile(checkpoint, target)
+            if Path(checkpoint).parent.resolve() == target.parent.resolve():
+                os.replace(checkpoint, target)
+            else:
+                shutil.copyfile(checkpoint, target)
         record = self.state.cameras.setdefault(camera, CameraRecord())
         record.serving_version = version
         record.serving_checkpoint = str(target)
+        return record
+
+    def serve(self, camera: str, checkpoint: Path, accuracy: float | None = None) -> CameraRecord:
+        """Serve `checkpoint` as the camera's newest version: intent, install, confirm. Raises (the old
+        version still serving, the intent withdrawn) when the publish fails."""
+        record = self.state.cameras.setdefault(camera, CameraRecord())
+        staged = self.layout.pending_checkpoint(camera, uuid.uuid4().hex[:12])
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        partial = staged.with_suffix(".partial")
+        shutil.copyfile(checkpoint, partial)
+        os.replace(partial, staged)
+        record.publishing = PendingPublish(checkpoint=str(staged), accuracy=accuracy, started_at=self.clock.time())
+        self.save()
+        try:
+            version = self.install(camera, staged)
+        except Exception:  # (an interrupt leaves the intent, as a kill would: the next step squares it)
+            record.publishing = None
+            staged.unlink(missing_ok=True)
+            self.save()
+            raise
+        record = self.adopt(camera, version, staged)
+        record.publishing = None
+        if accuracy is not None:
+            record.serving_accuracy = accuracy
+        self.save()
         return record
 
     def publish(self, camera: str, checkpoint: Path, *, window: int, slot: Slot, accuracy: float,
@@ -54,14 +89,14 @@ class Publisher:
         record it under `window`'s record, in `slot`. Returns the publication (version None: failed)."""
         started = self.clock.monotonic()
         try:
-            version = self.install(camera, checkpoint)
+            record = self.serve(camera, checkpoint, accuracy)
         except Exception as exc:  # any failure keeps the old model serving
             failed = Publication(accuracy=accuracy, replaced_accuracy=replaced_accuracy, trained_as=trained_as,
                                  decision=f"publish failed: {exc}")
             self.events.publish_failed(camera, window, slot, failed)
+            self.save()
             return failed
-        record = self.adopt(camera, version, checkpoint)
-        record.serving_accuracy = accuracy
+        version = record.serving_version
         # the new model on held-out data of the window it learned from: with its accuracy on the next
         # window's data (measured when that window closes) it gives the drift forecast a fresh estimate
         record.record_accuracy(data_window, version, accuracy)
@@ -73,4 +108,5 @@ class Publisher:
             published_at_s=round(self.clock.time() - window_started, 1),
             decision=f"{what} v{version} ({accuracy:.3f} > {replaced_accuracy:.3f}{how})")
         self.events.published(camera, window, slot, publication)
+        self.save()
         return publication

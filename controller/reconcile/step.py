@@ -23,6 +23,7 @@ from controller.reconcile.judging import JobJudge
 from controller.reconcile.planning import WindowPlanner
 from controller.reconcile.records import WindowRecord
 from controller.reconcile.scope import Scope
+from controller.reconcile.truth import ServingTruth
 from controller.state import CameraRecord
 
 log = logging.getLogger("controller")
@@ -42,6 +43,7 @@ class Reconciler:
         self.planner = WindowPlanner(scope)
         self.applier = PlanApplier(scope)
         self.judge = JobJudge(scope)
+        self.truth = ServingTruth(scope)
         self.ahead = AheadProfiler(scope, self.planner, self.closer, self.lock, lambda: self.context)
         self._swaps_retained = -1  # state.swaps at the last retention pass
 
@@ -90,6 +92,7 @@ class Reconciler:
             scope = self.scope
             state = scope.state
             started = scope.clock.monotonic()
+            self.truth.repair()
             ended = scope.trainers.poll()
             for item in ended:
                 self.judge.judge(item, self.context)

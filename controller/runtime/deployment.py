@@ -80,7 +80,7 @@ class Deployment:
         events = EventLog(state, self.metrics)
         clock = SystemClock()
         publisher = Publisher(self.serving, OnnxExporter(config.edge_model.input_size), self.layout, state, events,
-                              clock)
+                              clock, save=lambda: state.save(self.layout.state_file))
         mp = config.microprofiler
         profiler = TorchProfiler(self.layout.root / "trials", subsample=mp.subsample, epochs=mp.epochs,
                                  profile_share=1.0 if self.gpu else 1.0 / self.cores, throughput=throughput,
@@ -95,6 +95,7 @@ class Deployment:
                                           self.metrics))
         self.reconciler = Reconciler(scope, max_windows=self.max_windows)
         self.reconciler.recover(kill_orphans)
+        self.reconciler.truth.repair()  # before anything is bootstrapped: Triton may serve what the state lost
         self._ensure_models(publisher)
         self.reconciler.begin()
         return self.reconciler
@@ -169,9 +170,8 @@ class Deployment:
                 publisher.install(GOLDEN_MODEL, Path(boot.golden_model))
             for name in missing:
                 serving.ensure_model(self.model_spec(name))
-                source = Path(boot.edge_models[name])
                 state.cameras[name] = CameraRecord()
-                publisher.adopt(name, publisher.install(name, source), source)
+                publisher.serve(name, Path(boot.edge_models[name]))
         serving.ensure_loaded([*self.config.camera_names, GOLDEN_MODEL])
         for name in self.config.camera_names:
             state.cameras[name].instances = serving.instance_count(name)

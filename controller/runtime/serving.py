@@ -30,6 +30,22 @@ class TritonServing:
     def set_instances(self, model: str, count: int, gpus: tuple[int, ...] | None) -> None:
         self.manager.set_instances(model, count, gpus)
 
+    def served_versions(self, models: list[str]) -> dict[str, int | None]:
+        ready: dict[str, int] = {}
+        for entry in self.client.repository_index():
+            name, version = entry.get("name"), entry.get("version")
+            if entry.get("state") == "READY" and version and str(version).isdigit():
+                ready[name] = max(ready.get(name, 0), int(version))
+        return {name: ready.get(name) for name in models}
+
+    def repository_versions(self, model: str) -> list[int]:
+        return self.manager.repository.versions(model)
+
+    def retire_version(self, model: str, version: int, reason: str) -> None:
+        self.manager.repository.remove_version(model, version, reason=reason)
+        if self.manager.repository.versions(model):
+            self.client.load(model, timeout_s=self.manager.load_timeout_s)
+
     # -- start-up ------------------------------------------------------------------------------
     def ensure_model(self, spec: ModelSpec) -> None:
         """Write (or update) a model's spec, so that versions can be published to it."""

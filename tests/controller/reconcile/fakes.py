@@ -54,6 +54,9 @@ class FakeServing:
     instances: dict[str, int] = field(default_factory=dict)
     fail_publish: set[str] = field(default_factory=set)
     labelled: int = 0
+    on_disk: dict[str, list[int]] = field(default_factory=dict)  # the repository's versions
+    retired: list[tuple[str, int, str]] = field(default_factory=list)
+    down: bool = False  # the server cannot be asked
 
     def golden_labels(self, images: np.ndarray) -> np.ndarray:
         self.labelled += len(images)
@@ -66,10 +69,26 @@ class FakeServing:
         assert Path(onnx_path).read_bytes() == b"onnx", "published something the exporter did not write"
         if model in self.fail_publish:
             raise RuntimeError(f"{model}: load failed")
-        version = self.versions.get(model, 0) + 1
+        version = max([self.versions.get(model, 0), *self.on_disk.get(model, [])]) + 1
         self.versions[model] = version
+        self.on_disk.setdefault(model, []).append(version)
         self.published.append((model, version))
         return version
+
+    def served_versions(self, models: list[str]) -> dict[str, int | None]:
+        if self.down:
+            raise ConnectionError("Triton is not answering")
+        return {name: self.versions.get(name) for name in models}
+
+    def repository_versions(self, model: str) -> list[int]:
+        return sorted(self.on_disk.get(model, []))
+
+    def retire_version(self, model: str, version: int, reason: str) -> None:
+        self.retired.append((model, version, reason))
+        remaining = [v for v in self.on_disk.get(model, []) if v != version]
+        self.on_disk[model] = remaining
+        if self.versions.get(model) == version:
+            self.versions[model] = max(remaining, default=0)
 
     def set_instances(self, model: str, count: int, gpus: tuple[int, ...] | None) -> None:
         self.instances[model] = count
@@ -236,7 +255,8 @@ def make_harness(root: Path, scheduler_name: str = "thief", *, state: Controller
     trainers = trainers or FakeTrainers(root / "jobs")
     profiler = FakeProfiler(root)
     cameras = FakeCameras()
-    publisher = Publisher(serving, fake_export, layout, state, events, clock)
+    publisher = Publisher(serving, fake_export, layout, state, events, clock,
+                          save=lambda: state.save(layout.state_file))
     scope = Scope(config=config, layout=layout, state=state, scheduler=scheduler(scheduler_name), serving=serving,
                   trainers=trainers, profiler=profiler, cameras=cameras, choose_device=lambda index: "cpu",
                   clock=clock, metrics=metrics, events=events, publisher=publisher,
@@ -248,9 +268,10 @@ def make_harness(root: Path, scheduler_name: str = "thief", *, state: Controller
             checkpoint = root / "boot" / f"{name}.pt"
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
             checkpoint.write_bytes(b"boot")
-            publisher.adopt(name, publisher.install(name, checkpoint), checkpoint)
+            publisher.serve(name, checkpoint)
         else:
             serving.versions[name] = state.cameras[name].serving_version
+            serving.on_disk[name] = list(range(1, state.cameras[name].serving_version + 1))
     reconciler.begin()
     clock.now = state.t0
     return Harness(reconciler, scope, clock, serving, trainers, profiler, cameras)
