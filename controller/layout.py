@@ -8,6 +8,7 @@
     windows/w<W>/<cam>/{train,test}.npz         golden-labelled data of a closed window
     checkpoints/<cam>/v<N>.pt                   the PyTorch checkpoint behind each served version
     jobs/<job>/                                 trainer jobs (job.json, progress, checkpoints, result)
+    requests/rollback-*.json                    rollbacks asked for by `ekya rollback`, until applied
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ class DataLayout(CameraFiles):
 
     def window_dir(self, window: int, camera: str) -> Path:
         return self.root / "windows" / window_tag(window) / camera
+
+    @property
+    def requests_dir(self) -> Path:
+        return self.root / "requests"
 
     def checkpoint(self, camera: str, version: int) -> Path:
         return self.root / "checkpoints" / camera / f"v{version}.pt"

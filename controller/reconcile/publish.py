@@ -43,6 +43,7 @@ class Publisher:
         if Path(checkpoint).resolve() != target.resolve():
             shutil.copyfile(checkpoint, target)
         record = self.state.cameras.setdefault(camera, CameraRecord())
+        record.replace_serving(version)
         record.serving_version = version
         record.serving_checkpoint = str(target)
         return record
@@ -73,4 +74,36 @@ class Publisher:
             published_at_s=round(self.clock.time() - window_started, 1),
             decision=f"{what} v{version} ({accuracy:.3f} > {replaced_accuracy:.3f}{how})")
         self.events.published(camera, window, slot, publication)
+        return publication
+
+    def republish(self, camera: str, version: int, *, window: int, reason: str, accuracy: float,
+                  replaced_accuracy: float | None, data_window: int | None, window_started: float,
+                  why: str) -> Publication:
+        """Serve the kept checkpoint of the earlier `version` again (a rollback), as the model's newest
+        version: Triton's version numbers only grow, so a rollback is a publish like any other, recorded
+        under `window` in the "rollback" slot. `accuracy` is the checkpoint's on the held-out data of
+        `data_window` (None: not measured there). Returns the publication (version None: failed, the
+        serving model unchanged); raises FileNotFoundError, nothing done, when the checkpoint is gone."""
+        checkpoint = self.layout.checkpoint(camera, version)
+        if not checkpoint.is_file():
+            raise FileNotFoundError(f"{camera}: no checkpoint of version {version} at {checkpoint} (pruned?)")
+        started = self.clock.monotonic()
+        try:
+            new_version = self.install(camera, checkpoint)
+        except Exception as exc:  # the serving model keeps serving
+            failed = Publication(accuracy=accuracy, replaced_accuracy=replaced_accuracy,
+                                 decision=f"rollback ({reason}) to v{version} failed: {exc}")
+            self.events.publish_failed(camera, window, "rollback", failed)
+            return failed
+        record = self.adopt(camera, new_version, checkpoint)
+        record.rolled_back(version)
+        record.serving_accuracy = accuracy
+        if data_window is not None:
+            record.record_accuracy(data_window, new_version, accuracy)
+        publication = Publication(
+            accuracy=accuracy, replaced_accuracy=replaced_accuracy, version=new_version,
+            publish_seconds=round(self.clock.monotonic() - started, 2),
+            published_at_s=round(self.clock.time() - window_started, 1),
+            decision=f"rolled back ({reason}) to v{version}'s checkpoint, serving as v{new_version}: {why}")
+        self.events.rolled_back(camera, window, reason, publication)
         return publication

@@ -12,7 +12,15 @@ from controller.planner import InferenceProfile, ThroughputCurve
 from controller.planner.microprofile import ConfigPruner, PredictionLedger
 from controller.planner.schedulers import Scheduler
 from controller.reconcile.events import EventLog
-from controller.reconcile.ports import CameraChannel, Clock, DeviceChooser, Profiler, Serving, Trainers
+from controller.reconcile.ports import (
+    CameraChannel,
+    Clock,
+    DeviceChooser,
+    Evaluator,
+    Profiler,
+    Serving,
+    Trainers,
+)
 from controller.reconcile.publish import Publisher
 from controller.state import ControllerState
 from protocol.spool import Spool
@@ -40,6 +48,7 @@ class Scope:
     ledger: PredictionLedger = field(default_factory=PredictionLedger)
     pruners: dict[str, ConfigPruner] = field(default_factory=dict)
     camera_windows: int | None = None  # cameras are told to stop after this many windows (demos)
+    evaluate: Evaluator | None = None  # measures a kept checkpoint (automatic rollback); None: no such checks
 
     @property
     def gpu(self) -> bool:

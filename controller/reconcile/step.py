@@ -22,6 +22,7 @@ from controller.reconcile.context import WindowContext
 from controller.reconcile.judging import JobJudge
 from controller.reconcile.planning import WindowPlanner
 from controller.reconcile.records import WindowRecord
+from controller.reconcile.rollback import Rollbacks
 from controller.reconcile.scope import Scope
 from controller.state import CameraRecord
 
@@ -42,6 +43,7 @@ class Reconciler:
         self.planner = WindowPlanner(scope)
         self.applier = PlanApplier(scope)
         self.judge = JobJudge(scope)
+        self.rollbacks = Rollbacks(scope)
         self.ahead = AheadProfiler(scope, self.planner, self.closer, self.lock, lambda: self.context)
 
     # ------------------------------------------------------------------ lifecycle
@@ -87,6 +89,7 @@ class Reconciler:
             scope = self.scope
             state = scope.state
             started = scope.clock.monotonic()
+            self.rollbacks.apply_requests()  # asked for by `ekya rollback`
             ended = scope.trainers.poll()
             for item in ended:
                 self.judge.judge(item, self.context)
@@ -196,3 +199,13 @@ class Reconciler:
 
     def profile_ahead(self) -> None:
         self.ahead.run()
+
+    def apply_requests(self) -> None:
+        """Apply queued rollback requests now (a ~1 s poll, so that `ekya rollback` is prompt), unless a step
+        runs: the step applies them itself."""
+        if not self.lock.acquire(blocking=False):
+            return
+        try:
+            self.rollbacks.apply_requests()
+        finally:
+            self.lock.release()

@@ -22,6 +22,7 @@ from controller.reconcile.scope import Scope
 from controller.reconcile.step import Reconciler
 from controller.runtime.cameras import FileCameraChannel
 from controller.runtime.devices import TrainingDevices
+from controller.runtime.evaluating import TorchEvaluator
 from controller.runtime.exporting import OnnxExporter
 from controller.runtime.lock import DataDirLock
 from controller.runtime.profiling import TorchProfiler
@@ -89,7 +90,7 @@ class Deployment:
                       cameras=FileCameraChannel(self.layout), choose_device=self.devices.choose, clock=clock,
                       metrics=self.metrics, events=events, publisher=publisher,
                       inference=self._inference_profile(), throughput=throughput, cores=self.cores,
-                      camera_windows=self.camera_windows)
+                      camera_windows=self.camera_windows, evaluate=TorchEvaluator("cuda:0" if self.gpu else "cpu"))
         self.reconciler = Reconciler(scope, max_windows=self.max_windows)
         self.reconciler.recover(kill_orphans)
         self._ensure_models(publisher)
