@@ -54,8 +54,9 @@ class RollbackQueue:
         path = self.directory / f"{self.PREFIX}{request.id}.json"
         return atomic_write_text(path, request.model_dump_json(indent=1) + "\n")
 
-    def pending(self) -> list[tuple[Path, RollbackRequest]]:
-        """The queued requests, oldest first. An unreadable one is set aside (renamed *.invalid), logged."""
+    def pending(self, set_aside: bool = True) -> list[tuple[Path, RollbackRequest]]:
+        """The queued requests, oldest first. An unreadable one is skipped; with `set_aside` (the controller
+        applying them, not a reader) it is renamed *.invalid and logged."""
         if not self.directory.is_dir():
             return []
         found = []
@@ -65,8 +66,9 @@ class RollbackQueue:
             except FileNotFoundError:
                 continue
             except (OSError, ValueError, ValidationError) as exc:
-                log.error("rollback request %s is unreadable, set aside: %s", path, exc)
-                os.replace(path, path.with_suffix(".invalid"))
+                if set_aside:
+                    log.error("rollback request %s is unreadable, set aside: %s", path, exc)
+                    os.replace(path, path.with_suffix(".invalid"))
         return sorted(found, key=lambda item: item[1].requested_at)
 
     def remove(self, path: Path) -> None:

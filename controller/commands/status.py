@@ -84,7 +84,7 @@ def _print_rollbacks(console, state, layout) -> None:
                           f"v{rollback.from_version}", f"v{rollback.to_version}",
                           "-" if rollback.version is None else f"v{rollback.version}", rollback.error or "done")
         console.print(table)
-    queued = RollbackQueue(layout).pending()
+    queued = RollbackQueue(layout).pending(set_aside=False)  # (only the controller moves files)
     if queued:
         console.print(f"{len(queued)} rollback request(s) queued: " + ", ".join(
             f"{request.camera} to v{request.to_version}" for _, request in queued))

@@ -81,8 +81,8 @@ class Publisher:
                   why: str) -> Publication:
         """Serve the kept checkpoint of the earlier `version` again (a rollback), as the model's newest
         version: Triton's version numbers only grow, so a rollback is a publish like any other, recorded
-        under `window` in the "rollback" slot. `accuracy` is the checkpoint's on the held-out data of
-        `data_window` (None: not measured there). Returns the publication (version None: failed, the
+        under `window` in the "rollback" slot. `accuracy` is the checkpoint's on the latest held-out data,
+        added to its accuracy history as measured on `data_window`'s unless that is None. Returns the publication (version None: failed, the
         serving model unchanged); raises FileNotFoundError, nothing done, when the checkpoint is gone."""
         checkpoint = self.layout.checkpoint(camera, version)
         if not checkpoint.is_file():

@@ -110,8 +110,12 @@ class Rollbacks:
             scope.events.note(window, f"{camera}: live check passed: {compared}")
             return accuracy
         log.warning("%s: automatic rollback: %s", camera, compared)
-        record = self.roll_back(camera, replaced, reason="auto", window=window, accuracy=old,
-                                replaced_accuracy=accuracy, data_window=None, why=compared)
+        try:
+            record = self.roll_back(camera, replaced, reason="auto", window=window, accuracy=old,
+                                    replaced_accuracy=accuracy, data_window=None, why=compared)
+        except FileNotFoundError as exc:  # pruned since the look above: the window's close goes on
+            log.error("%s: automatic rollback not done: %s", camera, exc)
+            return accuracy
         return old if record.version is not None else accuracy
 
     # ------------------------------------------------------------------ the one way back

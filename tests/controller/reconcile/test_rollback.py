@@ -177,3 +177,19 @@ def test_a_published_model_worse_on_live_data_is_rolled_back_at_the_close(
         harness.spool(camera, 2, chunk=0)
     harness.enter_window(3)
     assert len(evaluate.measured) == measured
+
+
+def test_a_pruned_predecessor_is_not_checked_against_and_the_close_goes_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    evaluate = CheckpointAccuracy({BOOT: 0.9, RETRAINED: 0.0})
+    harness = _published_v2(tmp_path, evaluate)
+    harness.serving.accuracy_of[("cam0", 2)] = 0.3
+    harness.scope.layout.checkpoint("cam0", 1).unlink()  # pruned (the last K versions are kept)
+    for camera in ("cam0", "cam1"):
+        harness.spool(camera, 1, chunk=0)
+    harness.enter_window(2)
+
+    assert harness.state.cameras["cam0"].serving_version == 2 and not evaluate.measured
+    assert "v1's checkpoint is gone (pruned): v2 is not checked against it" in caplog.text
+    assert (harness.scope.layout.window_dir(1, "cam0") / "test.npz").is_file()  # its window closed as usual
+    assert harness.state.record_for(1).cameras["cam0"].serving_accuracy_on_new_data == 0.3
