@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("controller.commands.demo", "self-contained demo: 4 synthetic cameras, thief vs fair vs noretrain"),
     "run": ("controller.commands.run", "run the retraining controller for a deployment config"),
     "status": ("controller.commands.status", "show cameras, serving versions, accuracy, shares, jobs"),
+    "rollback": ("controller.commands.rollback", "serve an earlier version of a camera's model again"),
     "camera": ("camera.cli", "run one camera's gRPC inference client"),  # the camera package, by path
     "triton": ("controller.commands.triton", "embedded Triton server: serve a model repository"),
     "bootstrap": ("controller.commands.bootstrap", "train the initial edge models and the golden model"),

@@ -12,6 +12,7 @@
     jobs/<job>/                                 trainer jobs (job.json, progress, checkpoints, result)
     trials/<cam>.pt                             the micro-profiler's best trial model of the window
 What of it is kept, and for how long: controller/retention/.
+    requests/rollback-*.json                    rollbacks asked for by `ekya rollback`, until applied
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ class DataLayout(CameraFiles):
 
     def window_dir(self, window: int, camera: str) -> Path:
         return self.windows_dir / window_tag(window) / camera
+
+    @property
+    def requests_dir(self) -> Path:
+        return self.root / "requests"
 
     def checkpoint(self, camera: str, version: int) -> Path:
         return self.checkpoints_dir / camera / f"v{version}.pt"

@@ -21,6 +21,8 @@ from protocol.spool import SPOOL_CHUNK_SECONDS
 
 log = logging.getLogger(__name__)
 
+REQUEST_POLL_SECONDS = 1.0  # how often queued rollback requests are looked for between steps
+
 
 class _QuietOverlapSkips(logging.Filter):
     """APScheduler warns whenever a job's run comes while its last one still runs. Every job here is
@@ -90,6 +92,8 @@ def run_controller(config: DeploymentConfig, *, scheduler: str | None = None, ma
                     id="window", coalesce=True, max_instances=1, misfire_grace_time=int(state.window_seconds))
         aps.add_job(reconciler.label_open_window, IntervalTrigger(seconds=SPOOL_CHUNK_SECONDS), id="label-ahead",
                     coalesce=True, max_instances=1)
+        aps.add_job(reconciler.apply_requests, IntervalTrigger(seconds=REQUEST_POLL_SECONDS), id="requests",
+                    coalesce=True, max_instances=1)  # `ekya rollback` waits for these
         ahead = config.microprofiler.ahead_seconds
         if 0 < ahead < state.window_seconds:
             aps.add_job(reconciler.profile_ahead,

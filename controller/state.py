@@ -12,10 +12,12 @@ from typing import Any
 from pydantic import BaseModel, Field, model_validator
 
 from common.atomic import atomic_write_text
-from controller.reconcile.records import CameraWindowRecord, WindowRecord
+from controller.reconcile.records import CameraWindowRecord, RollbackRecord, WindowRecord
 
 STATE_VERSION = 2  # 2: typed window records (1 kept them as free-form dicts)
-_V1_RECORD_KEYS = set(CameraWindowRecord.model_fields) - {"job", "retrained", "trial", "ahead_trial"}
+_V1_RECORD_KEYS = set(CameraWindowRecord.model_fields) - {"job", "retrained", "trial", "ahead_trial", "rollback"}
+REPLACED_VERSIONS_KEPT = 8  # a camera's rollback targets remembered (their checkpoints may be pruned sooner)
+ROLLBACKS_KEPT = 20  # the latest rollbacks' outcomes (what `ekya rollback` waits for)
 
 
 class JobRecord(BaseModel):
@@ -57,6 +59,26 @@ class CameraRecord(BaseModel):
     # (window, serving version, accuracy on that window's held-out data): the drift forecast's input
     accuracy_history: list[tuple[int, int, float]] = Field(default_factory=list)
     error_growth: float = 1.0  # per-window growth of the serving model's error (planner/drift.py)
+    # the versions the serving one replaced, latest last: where a rollback goes back to, one by one
+    replaced_versions: list[int] = Field(default_factory=list)
+    serving_origin: int | None = None  # the version whose checkpoint the serving one republished (a rollback)
+    live_check_pending: bool = False  # published since the last close: to be checked against the replaced one
+
+    def replace_serving(self, version: int) -> None:
+        """`version` is about to serve instead of the serving version, which becomes a rollback target."""
+        if self.serving_version and version != self.serving_version:
+            self.replaced_versions = [*self.replaced_versions, self.serving_version][-REPLACED_VERSIONS_KEPT:]
+            self.live_check_pending = True
+        self.serving_origin = None
+
+    def rolled_back(self, target: int) -> None:
+        """The serving version republishes `target`'s checkpoint: the next rollback goes to what came before
+        `target` (a rollback is not checked against the model it undid)."""
+        if target in self.replaced_versions:
+            index = len(self.replaced_versions) - 1 - self.replaced_versions[::-1].index(target)
+            self.replaced_versions = self.replaced_versions[:index]
+        self.serving_origin = target
+        self.live_check_pending = False
 
     def record_accuracy(self, window: int, version: int, accuracy: float) -> None:
         """Add a measurement to accuracy_history (the latest four are kept)."""
@@ -78,6 +100,7 @@ class ControllerState(BaseModel):
     pruning: dict = Field(default_factory=dict)  # the micro-profiler's pruning state, as the planner dumps it
     # measured wall seconds a published job spent outside its training (start-up, export, load): moving average
     job_latency_seconds: float | None = None
+    rollbacks: list[RollbackRecord] = Field(default_factory=list)  # the latest ROLLBACKS_KEPT, oldest first
 
     @model_validator(mode="before")
     @classmethod
@@ -98,6 +121,12 @@ class ControllerState(BaseModel):
         if not Path(path).is_file():
             return None
         return cls.model_validate_json(Path(path).read_text())
+
+    def record_rollback(self, rollback: RollbackRecord) -> None:
+        self.rollbacks = [*self.rollbacks, rollback][-ROLLBACKS_KEPT:]
+
+    def rollback_for(self, request_id: str) -> RollbackRecord | None:
+        return next((r for r in self.rollbacks if r.id == request_id), None)
 
     def record_for(self, window: int) -> WindowRecord | None:
         for record in reversed(self.history):

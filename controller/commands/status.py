@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(column)
     for name, cam in state.cameras.items():
         live = json.loads(layout.live_file(name).read_text()) if layout.live_file(name).exists() else {}
-        table.add_row(name, str(cam.serving_version), _fmt(cam.serving_accuracy), _fmt(cam.live_accuracy),
+        version = str(cam.serving_version) + (f" (=v{cam.serving_origin})" if cam.serving_origin else "")
+        table.add_row(name, version, _fmt(cam.serving_accuracy), _fmt(cam.live_accuracy),
                       _fmt(cam.inference_share, ".2f"), str(live.get("stride", cam.stride)), str(cam.instances),
                       _fmt(cam.training_share, ".2f"), cam.config or "-")
     console.print(table)
@@ -64,4 +65,26 @@ def run(args: argparse.Namespace) -> int:
         console.print(jobs)
     else:
         console.print("no trainers running")
+    _print_rollbacks(console, state, layout)
     return 0
+
+
+def _print_rollbacks(console, state, layout) -> None:
+    """The latest rollbacks (`ekya rollback`, automatic) and the requests still queued."""
+    from rich.table import Table
+
+    from controller.rollback_requests import RollbackQueue
+
+    if state.rollbacks:
+        table = Table(title="latest rollbacks")
+        for column in ("when", "camera", "reason", "from", "to", "as", "outcome"):
+            table.add_column(column)
+        for rollback in state.rollbacks[-5:]:
+            table.add_row(time.strftime("%H:%M:%S", time.localtime(rollback.at)), rollback.camera, rollback.reason,
+                          f"v{rollback.from_version}", f"v{rollback.to_version}",
+                          "-" if rollback.version is None else f"v{rollback.version}", rollback.error or "done")
+        console.print(table)
+    queued = RollbackQueue(layout).pending(set_aside=False)  # (only the controller moves files)
+    if queued:
+        console.print(f"{len(queued)} rollback request(s) queued: " + ", ".join(
+            f"{request.camera} to v{request.to_version}" for _, request in queued))

@@ -22,6 +22,7 @@ from .schema import (
     MetricsConfig,
     MicroprofilerConfig,
     RetrainingConfig,
+    RollbackConfig,
     SchedulerConfig,
     default_retraining_grid,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "MetricsConfig",
     "MicroprofilerConfig",
     "RetrainingConfig",
+    "RollbackConfig",
     "SchedulerConfig",
     "Source",
     "SyntheticSource",

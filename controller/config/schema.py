@@ -31,6 +31,7 @@ __all__ = [
     "MetricsConfig",
     "MicroprofilerConfig",
     "RetrainingConfig",
+    "RollbackConfig",
     "SchedulerConfig",
     "default_retraining_grid",
 ]
@@ -150,6 +151,15 @@ class DataConfig(ConfigModel):
     max_log_mb: int = Field(64, ge=1, le=100_000)
 
 
+class RollbackConfig(ConfigModel):
+    """Automatic rollback: at each window close, a model published since the last close is measured on
+    the window's golden-labelled held-out data beside the model it replaced; if it is worse by more than
+    `margin`, the replaced model's checkpoint is published again (as a new version)."""
+
+    auto: bool = True
+    margin: float = Field(0.05, ge=0.0, le=1.0)  # accuracy points (a few hundred held-out crops: mostly noise below)
+
+
 class MetricsConfig(ConfigModel):
     enabled: bool = True
     port: int = Field(9400, ge=0, le=65535)  # 0: any free port
@@ -182,6 +192,7 @@ class DeploymentConfig(ConfigModel):
     label_sampling_rate: Fraction = defaults.LABEL_SAMPLING_RATE
     inference: InferenceConfig = InferenceConfig()
     bootstrap: BootstrapConfig = BootstrapConfig()
+    rollback: RollbackConfig = RollbackConfig()
 
     @field_validator("retraining_configs", mode="before")
     @classmethod

@@ -37,6 +37,7 @@ __all__ = ["TRAINER_FAILURE_REASONS", "ControllerMetrics", "MetricsServer", "exp
 
 # Trainer failure reasons are a closed set (a label value per failure text would explode cardinality).
 TRAINER_FAILURE_REASONS = ("oom", "crash", "timeout", "killed", "invalid_output", "other")
+ROLLBACK_REASONS = ("manual", "auto")  # `ekya rollback`; a published model worse on live data
 
 _WINDOW_BUCKETS = (1, 5, 10, 20, 30, 60, 120, 200, 300, 600, 1200, 3600)
 _PLANNING_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -168,6 +169,10 @@ class ControllerMetrics:
             registry=r)
         self.state_repairs = per_camera(
             Counter, "ekya_state_repairs", "Times the recorded serving version was squared with Triton's index.")
+        self.rollbacks = Counter(
+            "ekya_rollbacks", "Rollbacks of a camera's serving model to an earlier version's checkpoint, by reason "
+            "(manual: ekya rollback; auto: a newly published model was worse on the window's live data).",
+            ["camera", "reason"], registry=r)
         self.build_info = Info("ekya_build", "Controller build.", registry=r)
         self.build_info.info({"version": _version()})
 
@@ -233,6 +238,11 @@ class ControllerMetrics:
             reason = "other"
         self.trainer_failures.labels(camera, reason).inc()
 
+    def record_rollback(self, camera: str, reason: str) -> None:
+        if reason not in ROLLBACK_REASONS:
+            raise ValueError(f"rollback reason must be one of {ROLLBACK_REASONS}, got {reason!r}")
+        self.rollbacks.labels(camera, reason).inc()
+
     def remove_camera(self, camera: str) -> None:
         """Drop a camera's series (it left the deployment)."""
         for metric in self._per_camera:
@@ -243,6 +253,11 @@ class ControllerMetrics:
         for reason in TRAINER_FAILURE_REASONS:
             try:
                 self.trainer_failures.remove(camera, reason)
+            except KeyError:
+                pass
+        for reason in ROLLBACK_REASONS:
+            try:
+                self.rollbacks.remove(camera, reason)
             except KeyError:
                 pass
 

@@ -8,6 +8,7 @@ import logging
 import time
 
 from controller.planner.drift import Measurement, error_growth
+from controller.reconcile.rollback import Rollbacks
 from controller.reconcile.scope import Scope
 from trainer.streams.base import WindowData
 
@@ -19,6 +20,7 @@ MIN_CROPS = 10  # fewer spooled crops than this: no retraining data for the wind
 class WindowCloser:
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
+        self.rollbacks = Rollbacks(scope)
 
     def close(self, window: int) -> None:
         scope = self.scope
@@ -55,6 +57,8 @@ class WindowCloser:
         train.save(directory / "train.npz")
         test.save(directory / "test.npz")
         accuracy = scope.serving.accuracy(name, test.images, test.labels)
+        # a model published since the last close, worse here than the one it replaced: that one again
+        accuracy = self.rollbacks.check_live(name, window, test, accuracy)
         cam.serving_accuracy = accuracy
         if accuracy is not None:
             cam.record_accuracy(window, cam.serving_version, accuracy)

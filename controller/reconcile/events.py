@@ -12,9 +12,9 @@ from controller.state import ControllerState
 
 log = logging.getLogger("controller")
 
-Slot = Literal["retrained", "trial", "ahead_trial"]
+Slot = Literal["retrained", "trial", "ahead_trial", "rollback"]
 _WHAT = {"retrained": "retrained model", "trial": "profiler's trial model",
-         "ahead_trial": "profiler's trial model (before the close)"}
+         "ahead_trial": "profiler's trial model (before the close)", "rollback": "rolled-back model"}
 
 
 class EventLog:
@@ -51,6 +51,14 @@ class EventLog:
         self.metrics.record_swap(name, ok=False)
         setattr(self.camera(window, name), slot, publication)
         log.error("%s: publishing the %s failed: %s", name, _WHAT[slot], publication.decision)
+
+    def rolled_back(self, name: str, window: int, reason: str, publication: Publication) -> None:
+        """An earlier version's checkpoint serves again (a swap like any other, counted as a rollback too)."""
+        self.state.swaps += 1
+        self.metrics.record_swap(name, ok=True)
+        self.metrics.record_rollback(name, reason)
+        self.camera(window, name).rollback = publication
+        self.note(window, f"{name}: {publication.decision}")
 
     def not_published(self, name: str, window: int, slot: Slot, publication: Publication) -> None:
         setattr(self.camera(window, name), slot, publication)

@@ -17,8 +17,8 @@ from controller.trainers import Finished
 from trainer.configs import RetrainConfig
 from trainer.streams.base import WindowData
 
-__all__ = ["CameraChannel", "ProfiledOptions", "Clock", "DeviceChooser", "Exporter", "Finished", "GpuMemoryError",
-           "Profiler", "Retention", "Serving", "SystemClock", "Trainers"]
+__all__ = ["CameraChannel", "ProfiledOptions", "Clock", "DeviceChooser", "Evaluator", "Exporter", "Finished",
+           "GpuMemoryError", "Profiler", "Retention", "Serving", "SystemClock", "Trainers"]
 
 
 class Clock(Protocol):
@@ -104,6 +104,12 @@ class Profiler(Protocol):
 class Exporter(Protocol):
     def __call__(self, checkpoint: Path, onnx_path: Path) -> None:
         """Write the checkpoint's model as ONNX."""
+        ...
+
+
+class Evaluator(Protocol):
+    def __call__(self, checkpoint: Path, data: WindowData) -> float:
+        """The checkpoint's model's accuracy on the labelled crops of `data` (a model not served now)."""
         ...
 
 

@@ -48,11 +48,12 @@ class Publisher:
         target = self.layout.checkpoint(camera, version)
         target.parent.mkdir(parents=True, exist_ok=True)
         if Path(checkpoint).resolve() != target.resolve():
-            if Path(checkpoint).parent.resolve() == target.parent.resolve():
-                os.replace(checkpoint, target)
+            if Path(checkpoint).name.startswith("pending-") and Path(checkpoint).parent == target.parent:
+                os.replace(checkpoint, target)  # a staged publish's weights become the version's
             else:
                 shutil.copyfile(checkpoint, target)
         record = self.state.cameras.setdefault(camera, CameraRecord())
+        record.replace_serving(version)
         record.serving_version = version
         record.serving_checkpoint = str(target)
         return record
@@ -108,5 +109,38 @@ class Publisher:
             published_at_s=round(self.clock.time() - window_started, 1),
             decision=f"{what} v{version} ({accuracy:.3f} > {replaced_accuracy:.3f}{how})")
         self.events.published(camera, window, slot, publication)
+        self.save()
+        return publication
+
+    def republish(self, camera: str, version: int, *, window: int, reason: str, accuracy: float,
+                  replaced_accuracy: float | None, data_window: int | None, window_started: float,
+                  why: str) -> Publication:
+        """Serve the kept checkpoint of the earlier `version` again (a rollback), as the model's newest
+        version: Triton's version numbers only grow, so a rollback is a publish like any other, recorded
+        under `window` in the "rollback" slot. `accuracy` is the checkpoint's on the latest held-out data,
+        added to its accuracy history as measured on `data_window`'s unless that is None. Returns the publication (version None: failed, the
+        serving model unchanged); raises FileNotFoundError, nothing done, when the checkpoint is gone."""
+        checkpoint = self.layout.checkpoint(camera, version)
+        if not checkpoint.is_file():
+            raise FileNotFoundError(f"{camera}: no checkpoint of version {version} at {checkpoint} (pruned?)")
+        started = self.clock.monotonic()
+        try:
+            record = self.serve(camera, checkpoint, accuracy)
+        except Exception as exc:  # the serving model keeps serving
+            failed = Publication(accuracy=accuracy, replaced_accuracy=replaced_accuracy,
+                                 decision=f"rollback ({reason}) to v{version} failed: {exc}")
+            self.events.publish_failed(camera, window, "rollback", failed)
+            self.save()
+            return failed
+        new_version = record.serving_version
+        record.rolled_back(version)
+        if data_window is not None:
+            record.record_accuracy(data_window, new_version, accuracy)
+        publication = Publication(
+            accuracy=accuracy, replaced_accuracy=replaced_accuracy, version=new_version,
+            publish_seconds=round(self.clock.monotonic() - started, 2),
+            published_at_s=round(self.clock.time() - window_started, 1),
+            decision=f"rolled back ({reason}) to v{version}'s checkpoint, serving as v{new_version}: {why}")
+        self.events.rolled_back(camera, window, reason, publication)
         self.save()
         return publication

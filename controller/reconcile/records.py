@@ -51,6 +51,7 @@ class CameraWindowRecord(BaseModel):
     retrained: Publication | None = None  # the job's model
     trial: Publication | None = None  # the micro-profiler's trial model, served at the plan
     ahead_trial: Publication | None = None  # ... or before the window closed
+    rollback: Publication | None = None  # an earlier version's checkpoint served again (the latest, if several)
     decision: str | None = None  # why the camera had no model to judge (not started, failed, stopped)
 
 
@@ -64,3 +65,18 @@ class WindowRecord(BaseModel):
 
     def camera(self, name: str) -> CameraWindowRecord:
         return self.cameras.setdefault(name, CameraWindowRecord())
+
+
+class RollbackRecord(BaseModel):
+    """A rollback, asked for (`ekya rollback`: its request id) or automatic, and how it ended: the new
+    version that serves the target's checkpoint, or why it did not happen."""
+
+    id: str
+    camera: str
+    reason: str  # manual | auto
+    at: float  # wall time it was applied (or refused)
+    window: int
+    from_version: int | None = None
+    to_version: int | None = None  # the version whose checkpoint serves again
+    version: int | None = None  # the new version number it serves as (None: not rolled back)
+    error: str | None = None

@@ -16,6 +16,7 @@ from controller.reconcile.ports import (
     CameraChannel,
     Clock,
     DeviceChooser,
+    Evaluator,
     Profiler,
     Retention,
     Serving,
@@ -49,6 +50,7 @@ class Scope:
     pruners: dict[str, ConfigPruner] = field(default_factory=dict)
     camera_windows: int | None = None  # cameras are told to stop after this many windows (demos)
     retention: Retention | None = None  # None: nothing is ever deleted (tests of other phases)
+    evaluate: Evaluator | None = None  # measures a kept checkpoint (automatic rollback); None: no such checks
 
     @property
     def gpu(self) -> bool:

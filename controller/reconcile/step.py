@@ -22,6 +22,7 @@ from controller.reconcile.context import WindowContext
 from controller.reconcile.judging import JobJudge
 from controller.reconcile.planning import WindowPlanner
 from controller.reconcile.records import WindowRecord
+from controller.reconcile.rollback import Rollbacks
 from controller.reconcile.scope import Scope
 from controller.reconcile.truth import ServingTruth
 from controller.state import CameraRecord
@@ -44,6 +45,7 @@ class Reconciler:
         self.applier = PlanApplier(scope)
         self.judge = JobJudge(scope)
         self.truth = ServingTruth(scope)
+        self.rollbacks = Rollbacks(scope)
         self.ahead = AheadProfiler(scope, self.planner, self.closer, self.lock, lambda: self.context)
         self._swaps_retained = -1  # state.swaps at the last retention pass
 
@@ -93,6 +95,7 @@ class Reconciler:
             state = scope.state
             started = scope.clock.monotonic()
             self.truth.repair()
+            self.rollbacks.apply_requests()  # asked for by `ekya rollback`
             ended = scope.trainers.poll()
             for item in ended:
                 self.judge.judge(item, self.context)
@@ -217,3 +220,13 @@ class Reconciler:
 
     def profile_ahead(self) -> None:
         self.ahead.run()
+
+    def apply_requests(self) -> None:
+        """Apply queued rollback requests now (a ~1 s poll, so that `ekya rollback` is prompt), unless a step
+        runs: the step applies them itself."""
+        if not self.lock.acquire(blocking=False):
+            return
+        try:
+            self.rollbacks.apply_requests()
+        finally:
+            self.lock.release()

@@ -23,6 +23,7 @@ from controller.reconcile.step import Reconciler
 from controller.retention import Retention, rules_for
 from controller.runtime.cameras import FileCameraChannel
 from controller.runtime.devices import TrainingDevices
+from controller.runtime.evaluating import TorchEvaluator
 from controller.runtime.exporting import OnnxExporter
 from controller.runtime.lock import DataDirLock
 from controller.runtime.profiling import TorchProfiler
@@ -90,7 +91,7 @@ class Deployment:
                       cameras=FileCameraChannel(self.layout), choose_device=self.devices.choose, clock=clock,
                       metrics=self.metrics, events=events, publisher=publisher,
                       inference=self._inference_profile(), throughput=throughput, cores=self.cores,
-                      camera_windows=self.camera_windows,
+                      camera_windows=self.camera_windows, evaluate=TorchEvaluator("cuda:0" if self.gpu else "cpu"),
                       retention=Retention(self.layout, self.serving.manager.repository, rules_for(config),
                                           self.metrics))
         self.reconciler = Reconciler(scope, max_windows=self.max_windows)

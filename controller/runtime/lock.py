@@ -55,3 +55,50 @@ class DataDirLock:
             return f"pid {holder['pid']} on {holder['host']}, since {since}"
         except (OSError, ValueError, KeyError, TypeError):
             return "its pid unknown"
+
+
+def lock_holder(root: Path) -> int | None:
+    """The pid of the controller holding the deployment's lock (0: held, pid unknown), None when no
+    controller runs. Read from the kernel's lock table without taking the lock: even a brief probe of it
+    would refuse a controller starting at that moment. Where /proc/locks is unreadable, it probes."""
+    path = Path(root) / DataDirLock.FILE
+    try:
+        st = path.stat()
+        table = Path("/proc/locks").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return _probe(path)
+    written = _written_pid(path)
+    for line in table.splitlines():
+        # "1: FLOCK  ADVISORY  WRITE 4321 fe:00:2146420 0 EOF": the device may differ from stat's on overlayfs,
+        # so the inode and the pid the holder wrote identify the lock where the device does not
+        fields = line.split()
+        if "FLOCK" not in fields or len(fields) < 6:
+            continue
+        pid, where = fields[-4], fields[-3]
+        device, _, inode = where.rpartition(":")
+        if inode != str(st.st_ino):
+            continue
+        same_device = device == f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}"
+        if same_device or (pid.isdigit() and int(pid) == written):
+            return int(pid) if pid.isdigit() else 0
+    return None
+
+
+def _written_pid(path: Path) -> int | None:
+    try:
+        return int(json.loads(path.read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _probe(path: Path) -> int | None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _written_pid(path) or 0
+    finally:
+        os.close(fd)  # (releases a lock it got)
+    return None
