@@ -153,6 +153,10 @@ class ControllerMetrics:
             Counter, "ekya_model_swaps", "Successful hot swaps of a camera's serving model.")
         self.swap_failures = per_camera(
             Counter, "ekya_model_swap_failures", "Hot swaps that failed (the old version kept serving).")
+        self.triton_up = Gauge(
+            "ekya_triton_up", "1 while the Triton server answers its liveness check, else 0.", registry=r)
+        self.triton_restarts = Counter(
+            "ekya_triton_restarts", "Restarts of the embedded Triton server after it died.", registry=r)
         self.build_info = Info("ekya_build", "Controller build.", registry=r)
         self.build_info.info({"version": _version()})
 
@@ -256,6 +260,12 @@ class ControllerMetrics:
 
     def record_planning(self, duration_s: float) -> None:
         self.planning_duration.observe(duration_s)
+
+    def set_triton_up(self, up: bool) -> None:
+        self.triton_up.set(1 if up else 0)
+
+    def record_triton_restart(self) -> None:
+        self.triton_restarts.inc()
 
     # ---------------------------------------------------------------------------------- exposition
     def exposition(self) -> bytes:
