@@ -27,6 +27,8 @@ REQUIRED_ALERTS = {
     "EkyaControllerNotTicking",
     "EkyaTritonInferenceFailures",
     "EkyaCameraInferenceFailures",
+    "EkyaTritonDown",
+    "EkyaTritonRestarting",
 }
 
 
