@@ -68,9 +68,8 @@ def _config_for_run(raw: dict, base_dir: Path, run_dir: Path, scheduler: str) ->
     data.setdefault("data", {})["dir"] = str(run_dir / "data")
     data.setdefault("metrics", {})["port"] = 0
     triton = data.setdefault("triton", {"mode": "embedded"})
-    if triton.get("mode", "embedded") == "embedded":  # free ports, not Triton's standard ones, for a demo run
-        for key, port in free_port_settings(str(triton.get("address", "127.0.0.1"))).items():
-            triton.setdefault(key, port)
+    if triton.get("mode", "embedded") == "embedded":  # each run's own Triton: on free ports, beside anything
+        triton.update(free_port_settings(str(triton.get("address", "127.0.0.1"))))
     config = parse_config(data, base_dir=base_dir, source=str(run_dir / "deployment.yaml"))
     # The run's config file lives elsewhere: its sources are written as validated, paths made absolute.
     for camera in data["cameras"]:
