@@ -41,6 +41,21 @@ def triton_url_for(settings: CameraSettings, wait_s: float = 120.0) -> str:
     return f"{data['address']}:{data['grpc_port']}"
 
 
+class EndpointResolver:
+    """Where Triton is, read afresh at every (re)connection: the first time waiting for the controller,
+    later briefly (a missing file then is one more failed request, retried)."""
+
+    def __init__(self, settings: CameraSettings, first_wait_s: float = 120.0, later_wait_s: float = 1.0) -> None:
+        self.settings = settings
+        self._wait_s = first_wait_s
+        self.later_wait_s = later_wait_s
+
+    def __call__(self) -> str:
+        url = triton_url_for(self.settings, self._wait_s)
+        self._wait_s = self.later_wait_s
+        return url
+
+
 def run(args: argparse.Namespace) -> int:
     from camera.client import CameraClient
     from camera.settings import CameraSettingsError, load_camera_settings
@@ -55,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     # The embedded server's address is read once the controller's directive is there (it is up by then):
-    # the camera makes its first window's frames meanwhile.
-    url = args.triton_url or (lambda: triton_url_for(settings))
+    # the camera makes its first window's frames meanwhile. It is read again whenever the client reconnects.
+    url = args.triton_url or EndpointResolver(settings)
     client = CameraClient(args.name, frames, CameraFiles(settings.data_dir), url,
                           label_sampling_rate=settings.label_sampling_rate,
                           spool_budget_bytes=settings.spool_budget_bytes,

@@ -6,7 +6,9 @@ Per frame (at the camera's fps, on the deployment's window clock):
   keeps its track's last prediction (an object never seen in a processed frame is a miss);
 - a sample of frames (label_sampling_rate) is spooled for golden labelling and retraining.
 At the end of each window it writes the window's accuracy (where the source has ground truth).
-A Triton outage costs skipped frames, never the client: calls are retried with backoff.
+A Triton outage costs skipped frames, never the client: calls are retried with backoff, and after
+RECONNECT_AFTER_FAILURES failures in a row the channel is dropped and the endpoint resolved afresh (a
+restarted server: the embedded one comes back on its configured ports, server.json says where).
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ from trainer.streams.base import WindowData, score_tracks
 log = logging.getLogger(__name__)
 
 LIVE_EVERY_SECONDS = 2.0
+# A gRPC channel whose server went away reconnects on its own backoff (it grows to minutes): a fresh one,
+# to the endpoint as resolved now, is connected at the next request instead.
+RECONNECT_AFTER_FAILURES = 2
+MAX_BACKOFF_S = 2.0
 
 
 @dataclass
@@ -108,7 +114,9 @@ class CameraClient:
         self.model_name = model_name or name
         self.source = source
         self.layout = layout
-        self._triton_url = triton_url  # a callable is resolved once the controller's directive is there
+        # a callable is resolved once the controller's directive is there, and again at each reconnect
+        self._resolve: Callable[[], str] = triton_url if callable(triton_url) else (lambda: triton_url)
+        self._url: str | None = None
         self.sampling_rate = label_sampling_rate
         self.request_timeout_s = request_timeout_s
         self.spool = Spool(layout, name, spool_budget_bytes)
@@ -116,19 +124,30 @@ class CameraClient:
         self._client: InferenceClient | None = None
         self._retry_at = 0.0
         self._backoff = 0.1
-        self.totals = {"requests": 0, "failed_requests": 0}
+        self._failures_in_a_row = 0
+        self.totals = {"requests": 0, "failed_requests": 0, "reconnects": 0}
 
     # -- Triton ----------------------------------------------------------------------------------
     @property
     def triton_url(self) -> str:
-        if callable(self._triton_url):
-            self._triton_url = self._triton_url()
-        return self._triton_url
+        if self._url is None:
+            self._url = self._resolve()
+        return self._url
 
     def _triton(self) -> InferenceClient:
         if self._client is None:
             self._client = InferenceClient(self.triton_url, timeout_s=self.request_timeout_s)
         return self._client
+
+    def _reconnect(self) -> None:
+        """Drop the channel; the next request resolves the endpoint again and connects afresh."""
+        client, self._client, self._url = self._client, None, None
+        self.totals["reconnects"] += 1
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # a channel to a dead server may complain on close: it is gone either way
+                log.debug("%s: closing the old channel failed", self.name, exc_info=True)
 
     def _infer(self, images: np.ndarray, stats: WindowStats) -> np.ndarray | None:
         if time.time() < self._retry_at:
@@ -142,11 +161,15 @@ class CameraClient:
         except Exception as exc:  # server down, restarting, model not loaded: retry with backoff
             stats.failed_requests += 1
             self.totals["failed_requests"] += 1
+            self._failures_in_a_row += 1
             log.warning("%s: inference failed (%s); retrying in %.1fs", self.name, exc, self._backoff)
             self._retry_at = time.time() + self._backoff
-            self._backoff = min(self._backoff * 2, 2.0)
+            self._backoff = min(self._backoff * 2, MAX_BACKOFF_S)
+            if self._failures_in_a_row >= RECONNECT_AFTER_FAILURES:
+                self._reconnect()
             return None
         self._backoff = 0.1
+        self._failures_in_a_row = 0
         stats.versions[version] += 1
         stats.inferred_crops += len(images)
         return np.argmax(logits, axis=1)

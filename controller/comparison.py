@@ -25,6 +25,7 @@ from controller.config import DeploymentConfig, parse_config
 from controller.layout import DataLayout
 from controller.reconcile.records import WindowRecord
 from controller.retention import discard_bulk, window_history
+from controller.triton.server import free_port_settings
 from controller.window_progress import WindowWatcher
 from trainer.progress import ProgressReporter
 
@@ -67,7 +68,9 @@ def _config_for_run(raw: dict, base_dir: Path, run_dir: Path, scheduler: str) ->
     data.setdefault("scheduler", {})["name"] = scheduler
     data.setdefault("data", {})["dir"] = str(run_dir / "data")
     data.setdefault("metrics", {})["port"] = 0
-    data.setdefault("triton", {"mode": "embedded"})
+    triton = data.setdefault("triton", {"mode": "embedded"})
+    if triton.get("mode", "embedded") == "embedded":  # each run's own Triton: on free ports, beside anything
+        triton.update(free_port_settings(str(triton.get("address", "127.0.0.1"))))
     config = parse_config(data, base_dir=base_dir, source=str(run_dir / "deployment.yaml"))
     # The run's config file lives elsewhere: its sources are written as validated, paths made absolute.
     for camera in data["cameras"]:

@@ -90,6 +90,11 @@ def run_controller(config: DeploymentConfig, *, scheduler: str | None = None, ma
         aps.add_job(reconciler.reconcile, IntervalTrigger(seconds=state.window_seconds,
                                                           start_date=datetime.fromtimestamp(next_boundary, UTC)),
                     id="window", coalesce=True, max_instances=1, misfire_grace_time=int(state.window_seconds))
+        if controller.supervisor is not None:
+            # its own 1-s job, not the reconcile step's: a step holds its lock for seconds (closing,
+            # planning) while the cameras' requests fail for as long as Triton is down
+            aps.add_job(controller.supervisor.check, IntervalTrigger(seconds=1), id="triton-supervisor",
+                        coalesce=True, max_instances=1)
         aps.add_job(reconciler.label_open_window, IntervalTrigger(seconds=SPOOL_CHUNK_SECONDS), id="label-ahead",
                     coalesce=True, max_instances=1)
         aps.add_job(reconciler.apply_requests, IntervalTrigger(seconds=REQUEST_POLL_SECONDS), id="requests",

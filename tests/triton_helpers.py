@@ -13,11 +13,17 @@ from torch import nn
 from controller.triton.client import TritonClient
 from controller.triton.repository import ModelRepository
 from controller.triton.runtime import TritonRuntime
-from controller.triton.server import TritonServer
+from controller.triton.server import TritonServer, free_port_settings
 from controller.triton.serving import ServingManager
 
 ADMIN_KEY = "test-admin-key-123"
 INPUT_DIMS = (3, 16, 16)
+
+
+def embedded_triton_section(**extra: object) -> dict:
+    """A config's `triton:` section for an embedded server on free ports: tests never run on the standard
+    8001/8000/8002 (another test, or a real deployment, may be there)."""
+    return {"mode": "embedded", **free_port_settings(), **extra}
 
 
 class TinyNet(nn.Module):

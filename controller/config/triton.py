@@ -44,13 +44,20 @@ class _TritonCommon(ConfigModel):
 
 
 class TritonEmbedded(_TritonCommon):
-    """A tritonserver process started and owned by the controller (ports: None = pick free ones)."""
+    """A tritonserver process started and owned by the controller, on these ports (Triton's standard
+    ones by default): fixed, so a restarted server, or controller, is found where the cameras look."""
 
     mode: Literal["embedded"]
     address: str = "127.0.0.1"
-    grpc_port: Port | None = None
-    http_port: Port | None = None
-    metrics_port: Port | None = None
+    grpc_port: Port = 8001
+    http_port: Port = 8000
+    metrics_port: Port = 8002
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> TritonEmbedded:
+        if len({self.grpc_port, self.http_port, self.metrics_port}) < 3:
+            raise LocatedError(("metrics_port",), "grpc_port, http_port and metrics_port must differ")
+        return self
 
     @property
     def resolved_backend(self) -> str:

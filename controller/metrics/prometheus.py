@@ -173,6 +173,10 @@ class ControllerMetrics:
             "ekya_rollbacks", "Rollbacks of a camera's serving model to an earlier version's checkpoint, by reason "
             "(manual: ekya rollback; auto: a newly published model was worse on the window's live data).",
             ["camera", "reason"], registry=r)
+        self.triton_up = Gauge(
+            "ekya_triton_up", "1 while the Triton server answers its liveness check, else 0.", registry=r)
+        self.triton_restarts = Counter(
+            "ekya_triton_restarts", "Restarts of the embedded Triton server after it died.", registry=r)
         self.build_info = Info("ekya_build", "Controller build.", registry=r)
         self.build_info.info({"version": _version()})
 
@@ -301,6 +305,11 @@ class ControllerMetrics:
         for kind, size in deleted.items():
             if size > 0:
                 self.retention_deleted_bytes.labels(kind).inc(size)
+    def set_triton_up(self, up: bool) -> None:
+        self.triton_up.set(1 if up else 0)
+
+    def record_triton_restart(self) -> None:
+        self.triton_restarts.inc()
 
     # ---------------------------------------------------------------------------------- exposition
     def exposition(self) -> bytes:

@@ -28,11 +28,12 @@ from controller.runtime.exporting import OnnxExporter
 from controller.runtime.lock import DataDirLock
 from controller.runtime.profiling import TorchProfiler
 from controller.runtime.serving import TritonServing
+from controller.runtime.supervision import EmbeddedTriton, TritonSupervisor
 from controller.state import CameraRecord, ControllerState
 from controller.trainers import TrainerPool, kill_orphans
 from controller.triton.client import TritonClient
 from controller.triton.repository import ModelRepository
-from controller.triton.server import TritonServer, new_admin_key_file
+from controller.triton.server import TritonPorts, TritonServer, new_admin_key_file
 from controller.triton.serving import ServingManager
 from controller.triton.spec import ModelSpec
 
@@ -59,6 +60,7 @@ class Deployment:
         self.server: TritonServer | None = None
         self.client: TritonClient | None = None
         self.serving: TritonServing | None = None
+        self.supervisor: TritonSupervisor | None = None  # watches Triton; restarts an embedded one
         self.pool: TrainerPool | None = None
         self.reconciler: Reconciler | None = None
         self.metrics_url: str | None = None
@@ -129,22 +131,28 @@ class Deployment:
             url = triton.url
         else:
             admin_key = new_admin_key_file(self.layout.triton_dir / "admin-key")
-            info_file = self.layout.triton_dir / "server.json"
-            self.server = TritonServer.attach(info_file, admin_key)
+            embedded = EmbeddedTriton(repository, self.layout.triton_dir, admin_key, triton.address,
+                                      TritonPorts(triton.grpc_port, triton.http_port, triton.metrics_port),
+                                      self.layout.triton_dir / "server.json")
+            self.server = TritonServer.attach(embedded.info_file, admin_key)
             if self.server is not None:
                 log.info("reattached to the embedded Triton (pid %d)", self.server.info.pid)
-            else:
-                names = [m for m in repository.models() if repository.versions(m)]
-                self.server = TritonServer(repository.root, self.layout.triton_dir, admin_key=admin_key,
-                                           address=triton.address, grpc_port=triton.grpc_port or 0,
-                                           http_port=triton.http_port or 0, metrics_port=triton.metrics_port or 0,
-                                           load_models=names)
-                self.server.start()
-                self.server.save_info(info_file)
+            else:  # none yet, or the one server.json names is dead: a new one on the configured ports
+                self.server = embedded.start()
             url = self.server.info.grpc_url
         self.client = TritonClient(url, admin_key=admin_key, timeout_s=triton.admin_call_timeout_s)
         manager = ServingManager(repository, self.client, load_timeout_s=triton.admin_call_timeout_s)
-        return TritonServing(manager, self.client, self.config.inference.label_requests_in_flight)
+        serving = TritonServing(manager, self.client, self.config.inference.label_requests_in_flight)
+        if self.server is not None:
+            self.supervisor = TritonSupervisor(self.metrics, server=self.server, embedded=embedded,
+                                               after_restart=lambda server: self._restarted(server, serving))
+        else:
+            self.supervisor = TritonSupervisor(self.metrics, probe=self.client.server_ready)
+        return serving
+
+    def _restarted(self, server: TritonServer, serving: TritonServing) -> None:
+        self.server = server  # the one shutdown stops
+        serving.reload_after_restart()
 
     def model_spec(self, name: str) -> ModelSpec:
         config = self.config

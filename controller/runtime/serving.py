@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,9 @@ class TritonServing:
         self.manager = manager
         self.client = client
         self.in_flight = requests_in_flight
+        # Serving changes (a publish, an instance count) and a restarted server's reload are serialised:
+        # a publish whose load failed while Triton was down removes its version before the reload looks.
+        self.changes = threading.Lock()
 
     def golden_labels(self, images: np.ndarray) -> np.ndarray:
         return golden_labels(self.client, images, in_flight=self.in_flight)
@@ -25,10 +29,19 @@ class TritonServing:
         return accuracy_through_triton(self.client, model, images, labels, in_flight=self.in_flight)
 
     def publish(self, model: str, onnx_path: Path) -> int:
-        return self.manager.publish(model, onnx_path).version
+        with self.changes:
+            return self.manager.publish(model, onnx_path).version
 
     def set_instances(self, model: str, count: int, gpus: tuple[int, ...] | None) -> None:
-        self.manager.set_instances(model, count, gpus)
+        with self.changes:
+            self.manager.set_instances(model, count, gpus)
+
+    def reload_after_restart(self) -> list[str]:
+        """A restarted server: a fresh channel to it, and every model with versions loaded from the
+        repository as it is now (the version policy serves the newest, as before the restart)."""
+        self.client.reconnect()
+        with self.changes:
+            return self.manager.load_all()
 
     def served_versions(self, models: list[str]) -> dict[str, int | None]:
         ready: dict[str, int] = {}

@@ -42,6 +42,12 @@ class TritonClient:
     def close(self) -> None:
         self._client.close()
 
+    def reconnect(self) -> None:
+        """A fresh channel to the same endpoint. After the server restarted, the old channel may sit in
+        gRPC's reconnect backoff (which grows to minutes) and fail every call meanwhile."""
+        old, self._client = self._client, self._grpc.InferenceServerClient(url=self.url)
+        old.close()
+
     def __enter__(self) -> TritonClient:
         return self
 

@@ -2,14 +2,19 @@
 
 The wheel carries a complete Triton (bin/, backends/python, caches/) plus Python-version-specific
 backend stubs. We copy it once into a runtime directory, add the right stub and our `ekya_onnx`
-Python-based backend, and reuse that directory on later starts.
+Python-based backend, and reuse that directory on later starts. The admin-key shim
+(triton_config/keyshim/ekya_keyshim.c, see controller/triton/server.py) is compiled there too, once
+per source version.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +32,7 @@ class TritonRuntime:
     backend_dir: Path
     cache_dir: Path
     library_path: Path
+    keyshim: Path | None = None  # the LD_PRELOAD object that hands the server its admin key
 
     def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """Environment for the server: its bundled libraries, and this interpreter's bin/ first on PATH
@@ -75,6 +81,41 @@ def our_backend_source() -> Path:
     return Path(triton_config.__file__).parent / "backends" / OUR_BACKEND / "model.py"
 
 
+def keyshim_source() -> Path:
+    import triton_config
+
+    return Path(triton_config.__file__).parent / "keyshim" / "ekya_keyshim.c"
+
+
+def c_compiler() -> str | None:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+
+def build_keyshim(runtime_dir: str | os.PathLike[str]) -> Path:
+    """Compile the admin-key shim into `runtime_dir`/keyshim, named by its source's hash (so an edited
+    source is rebuilt, an unchanged one reused). Without a C compiler the embedded server cannot keep its
+    key private: that is an error saying what to install, not a silent fallback to the command line."""
+    source = keyshim_source()
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    target = Path(runtime_dir) / "keyshim" / f"ekya_keyshim-{digest}.so"
+    if target.is_file():
+        return target
+    compiler = c_compiler()
+    if compiler is None:
+        raise TritonUnavailableError(
+            "the embedded tritonserver needs a C compiler once, to build the shim that keeps its admin key off "
+            "its command line (triton_config/keyshim): install one (e.g. `apt-get install gcc`) or set CC")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")  # parallel starts: rename is atomic
+    result = subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(partial), str(source)],
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        partial.unlink(missing_ok=True)
+        raise TritonUnavailableError(f"building the admin-key shim with {compiler} failed: {result.stderr.strip()}")
+    os.replace(partial, target)
+    return target
+
+
 def prepare_runtime(runtime_dir: str | os.PathLike[str]) -> TritonRuntime:
     """Lay out (or refresh) a runnable Triton under `runtime_dir`; cheap when already there."""
     glibc = glibc_version()
@@ -108,4 +149,5 @@ def prepare_runtime(runtime_dir: str | os.PathLike[str]) -> TritonRuntime:
         backend_dir=target / "backends",
         cache_dir=target / "caches",
         library_path=library_path,
+        keyshim=build_keyshim(target),
     )

@@ -1,8 +1,13 @@
 """The embedded Triton Inference Server: a real `tritonserver` process on loopback.
 
 Explicit model control, auto-complete off, gRPC/HTTP/metrics bound to one address on chosen or free
-ports, the model-repository API restricted by an admin key on gRPC AND HTTP, logs to a file,
-readiness wait and clean shutdown. The admin key is passed to the server only; it is never logged.
+ports, every API that changes the server's behaviour (model repository, logging, trace, shared memory)
+restricted by an admin key on gRPC AND HTTP, logs to a file, readiness wait and clean shutdown.
+
+The admin key never appears on the server's command line (/proc/PID/cmdline is world-readable) nor in its
+environment: the command line carries a placeholder, and a tiny LD_PRELOAD shim (triton_config/keyshim)
+substitutes the key, read from a pipe whose descriptor number is in EKYA_ADMIN_KEY_FD, into tritonserver's
+argv before main() runs. The key is never logged.
 """
 
 from __future__ import annotations
@@ -19,9 +24,18 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from controller.triton.runtime import TritonRuntime, TritonUnavailableError, prepare_runtime
+from controller.triton.runtime import TritonRuntime, TritonUnavailableError, build_keyshim, prepare_runtime
 
 log = logging.getLogger(__name__)
+
+
+# APIs that change what the server does: reachable only with the admin key. Health, metadata, inference,
+# model config and statistics stay open (cameras infer without the key).
+RESTRICTED_APIS = ("model-repository", "logging", "trace", "shared-memory")
+ADMIN_KEY_PLACEHOLDER = "@EKYA_ADMIN_KEY@"  # replaced in tritonserver's argv by the keyshim
+ADMIN_KEY_FD_VAR = "EKYA_ADMIN_KEY_FD"
+# tritonserver's own defaults: an embedded server is configured on these unless told otherwise
+DEFAULT_PORTS = (8001, 8000, 8002)  # gRPC, HTTP, metrics
 
 
 class TritonStartError(RuntimeError):
@@ -42,7 +56,10 @@ def free_port(address: str = "127.0.0.1") -> int:
 
 
 def port_is_free(port: int, address: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on the port now. SO_REUSEADDR as servers set it: the TIME_WAIT
+    connections a killed server leaves behind do not hold the port, a listener does."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((address, port))
         except OSError:
@@ -66,6 +83,24 @@ def pick_ports(address: str = "127.0.0.1", grpc: int = 0, http: int = 0, metrics
     return TritonPorts(*chosen)
 
 
+def free_port_settings(address: str = "127.0.0.1") -> dict[str, int]:
+    """Three free ports as an embedded `triton:` config section's keys, for a config generated to run
+    beside others (the demo's runs, benches, tests) instead of on the standard 8001/8000/8002."""
+    ports = pick_ports(address)
+    return {"grpc_port": ports.grpc, "http_port": ports.http, "metrics_port": ports.metrics}
+
+
+def wait_for_ports(ports: TritonPorts, address: str = "127.0.0.1", timeout_s: float = 30.0) -> bool:
+    """Wait until every port is free (a dead server's backend stubs may hold its sockets a little while)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if all(port_is_free(p, address) for p in (ports.grpc, ports.http, ports.metrics)):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+
+
 def load_admin_key(env_var: str | None = None, key_file: str | os.PathLike[str] | None = None) -> str:
     """Read the admin key from an environment variable or a file (never from the command line)."""
     if env_var:
@@ -85,9 +120,13 @@ def load_admin_key(env_var: str | None = None, key_file: str | os.PathLike[str] 
 
 
 def new_admin_key_file(path: str | os.PathLike[str]) -> str:
-    """Create a random admin key readable only by this user; reuse the one already there."""
+    """Create a random admin key readable only by this user; reuse the one already there (made private
+    again if its mode was widened)."""
     target = Path(path)
     if target.is_file() and target.read_text().strip():
+        if target.stat().st_mode & 0o077:
+            log.warning("admin key file %s was readable by others; set back to 0600", target)
+            os.chmod(target, 0o600)
         return target.read_text().strip()
     target.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(24)
@@ -155,10 +194,13 @@ class TritonServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.info: ServerInfo | None = None
         self.log_file = self.work_dir / "tritonserver.log"
+        self._shm_prefix: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     def command(self, runtime: TritonRuntime, ports: TritonPorts) -> list[str]:
-        shm_prefix = f"ekya{os.getpid()}x{secrets.token_hex(3)}"
+        """The server's command line: world-readable, so the admin key is only a placeholder here."""
+        shm_prefix = self._shm_prefix = f"ekya{os.getpid()}x{secrets.token_hex(3)}"
+        restricted = ",".join(RESTRICTED_APIS)
         cmd = [
             str(runtime.binary),
             f"--model-repository={self.repository}",
@@ -177,8 +219,8 @@ class TritonServer:
             f"--metrics-port={ports.metrics}",
             "--allow-metrics=true",
             # Both protocols must be restricted: the gRPC flag alone leaves HTTP load/unload open.
-            f"--grpc-restricted-protocol=model-repository:admin-key={self._admin_key}",
-            f"--http-restricted-api=model-repository:admin-key={self._admin_key}",
+            f"--grpc-restricted-protocol={restricted}:admin-key={ADMIN_KEY_PLACEHOLDER}",
+            f"--http-restricted-api={restricted}:admin-key={ADMIN_KEY_PLACEHOLDER}",
             f"--log-verbose={self.log_verbose}",
         ]
         cmd += [f"--load-model={name}" for name in self.load_models]
@@ -192,24 +234,33 @@ class TritonServer:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         try:
             runtime = self._runtime or prepare_runtime(self.work_dir / "runtime")
+            keyshim = runtime.keyshim or build_keyshim(self.work_dir / "runtime")
         except TritonUnavailableError as exc:
             raise TritonStartError(str(exc)) from exc
         ports = pick_ports(self.address, *self._requested_ports)
+        env = runtime.environment()
+        env["LD_PRELOAD"] = str(keyshim)  # the shim unsets it again: the backend stubs do not inherit it
+        key_read, key_write = os.pipe()  # the key travels through a pipe only this child inherits
         log_handle = open(self.log_file, "ab")
         try:
+            os.write(key_write, self._admin_key.encode() + b"\n")
+            os.close(key_write)
+            env[ADMIN_KEY_FD_VAR] = str(key_read)
             self.process = subprocess.Popen(
                 self.command(runtime, ports),
                 stdout=log_handle,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=runtime.environment(),
+                env=env,
                 cwd=self.work_dir,
+                pass_fds=(key_read,),
                 start_new_session=True,  # its own process group: stop() reaps the backend stubs too
             )
         except OSError as exc:
             raise TritonStartError(f"cannot execute {runtime.binary}: {exc}") from exc
         finally:
             log_handle.close()
+            os.close(key_read)
         self.info = ServerInfo(
             pid=self.process.pid,
             address=self.address,
@@ -254,8 +305,9 @@ class TritonServer:
         return "\n".join(interesting[-lines:]).replace(self._admin_key, "***")
 
     def is_running(self) -> bool:
+        """Alive (a zombie is not); does not reap our child, so stop() can still clean up its group."""
         if self.process is not None:
-            return self.process.poll() is None
+            return self.process.returncode is None and _pid_alive(self.process.pid)
         return self.info is not None and _pid_alive(self.info.pid)
 
     def save_info(self, path: str | os.PathLike[str]) -> None:
@@ -287,30 +339,40 @@ class TritonServer:
         return server
 
     def stop(self, timeout_s: float = 15.0) -> None:
+        """Stop the server and everything in its process group (the backend stubs); also cleans up
+        after a server that died on its own (its stubs and shared-memory regions)."""
         process, self.process = self.process, None
-        if process is None and self.info is not None and _pid_alive(self.info.pid):
-            _stop_group(self.info.pid, timeout_s)
+        if process is None:
+            if self.info is not None and _pid_alive(self.info.pid):
+                _stop_group(self.info.pid, timeout_s)
             return
-        if process is None or process.poll() is not None:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            log.warning("tritonserver did not stop in %.0fs; killing it", timeout_s)
+        if process.returncode is None and _pid_alive(process.pid):
             try:
-                os.killpg(process.pid, signal.SIGKILL)
+                os.killpg(process.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-            process.wait(timeout=5)
-        # Backend stubs are in the same process group; make sure none is left behind.
+            try:
+                process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("tritonserver did not stop in %.0fs; killing it", timeout_s)
+        # Backend stubs are in the same process group; make sure none is left behind. A dead server not
+        # yet reaped (a zombie) still holds its group's id, so this cannot hit someone else's group.
         try:
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):
             pass
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            log.error("tritonserver pid %d did not exit after SIGKILL", process.pid)
+        self._remove_shared_memory()
+
+    def _remove_shared_memory(self) -> None:
+        """The python backend's regions in /dev/shm: a server killed -9 leaves them behind."""
+        if not self._shm_prefix:
+            return
+        for region in Path("/dev/shm").glob(f"{self._shm_prefix}*"):
+            region.unlink(missing_ok=True)
 
     def __enter__(self) -> TritonServer:
         self.start()

@@ -28,6 +28,8 @@ REQUIRED_ALERTS = {
     "EkyaTritonInferenceFailures",
     "EkyaCameraInferenceFailures",
     "EkyaDataDirNearBudget",
+    "EkyaTritonDown",
+    "EkyaTritonRestarting",
 }
 
 

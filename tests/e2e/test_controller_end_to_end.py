@@ -20,6 +20,7 @@ from controller.config import load_config
 from controller.layout import DataLayout
 from controller.service import run_controller
 from controller.state import ControllerState
+from tests.triton_helpers import embedded_triton_section
 
 WINDOW_S = 30  # room for a second profile during a window on a slow 2-core CPU (AVX2 only: ~3x slower training)
 WINDOWS = 3
@@ -59,7 +60,8 @@ def _workers_alive(marker: str) -> list[str]:
 @pytest.mark.slow
 def test_controller_end_to_end_with_restart(tmp_path: Path):
     config_path = tmp_path / "deployment.yaml"
-    config_path.write_text(yaml.safe_dump({**CONFIG, "data": {"dir": str(tmp_path / "data")}}))
+    config_path.write_text(yaml.safe_dump({**CONFIG, "data": {"dir": str(tmp_path / "data")},
+                                           "triton": embedded_triton_section()}))
     config = load_config(config_path)
     layout = DataLayout(Path(config.data.dir))
     cameras: list[subprocess.Popen] = []

@@ -20,6 +20,7 @@ from PIL import Image
 
 from sources import SourceContext, SourceError, source_kind
 from sources.folder import FolderSource
+from tests.triton_helpers import embedded_triton_section
 from trainer.streams.base import CLASSES
 from trainer.streams.folder import write_manifest
 from trainer.streams.synthetic import CameraStreamSpec, generate_window
@@ -72,7 +73,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("folder-deployment")
     render_manifest(root / "frames")
     config = root / "deployment.yaml"
-    config.write_text(yaml.safe_dump(CONFIG))
+    config.write_text(yaml.safe_dump({**CONFIG, "triton": embedded_triton_section()}))
     return config
 
 
