@@ -153,6 +153,9 @@ class ControllerMetrics:
             Counter, "ekya_model_swaps", "Successful hot swaps of a camera's serving model.")
         self.swap_failures = per_camera(
             Counter, "ekya_model_swap_failures", "Hot swaps that failed (the old version kept serving).")
+        self.quarantined_files = per_camera(
+            Counter, "ekya_quarantined_files",
+            "Corrupt data files (spool chunks, golden labels, window files) moved to the quarantine folder.")
         self.build_info = Info("ekya_build", "Controller build.", registry=r)
         self.build_info.info({"version": _version()})
 
@@ -214,6 +217,9 @@ class ControllerMetrics:
         if reason not in TRAINER_FAILURE_REASONS:
             reason = "other"
         self.trainer_failures.labels(camera, reason).inc()
+
+    def record_quarantined(self, camera: str) -> None:
+        self.quarantined_files.labels(camera).inc()
 
     def remove_camera(self, camera: str) -> None:
         """Drop a camera's series (it left the deployment)."""
