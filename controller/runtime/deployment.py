@@ -68,7 +68,7 @@ class Deployment:
         import torch
 
         torch.set_num_threads(1)  # the controller's own torch work (profiling, export) stays off the trainers' cores
-        state = ControllerState.load(self.layout.state_file) or ControllerState(
+        state = ControllerState.load(self.layout.state_file, rebuild=self.rebuild_state) or ControllerState(
             t0=time.time() + 1.0, window_seconds=config.window_seconds,
             cameras={name: CameraRecord() for name in config.camera_names})
         self.state = state
@@ -95,6 +95,12 @@ class Deployment:
         self._ensure_models(publisher)
         self.reconciler.begin()
         return self.reconciler
+
+    def rebuild_state(self) -> ControllerState | None:
+        """The state rebuilt from Triton's repository index and the checkpoints, for when the state file and
+        its last good copy are both unusable; None: no usable state (`ekya run` then stops with the
+        StateFileCorrupt message). A hook for issue 15's "Triton's repository is the truth": not built yet."""
+        return None
 
     def shutdown(self, stop_triton: bool = True) -> None:
         if not self.lock.held:
