@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import shutil
+import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -150,8 +151,9 @@ class Spool:
         if not path.is_file():
             return None
         try:
-            values = np.load(path, allow_pickle=False)
-            if not isinstance(values, np.ndarray):
+            with open(path, "rb") as fh:  # ours to close (np.load leaks its own on a broken zip)
+                values = np.load(fh, allow_pickle=False)
+            if not isinstance(values, np.ndarray):  # an .npz
                 raise ValueError(f"not a .npy array ({type(values).__name__})")
             if values.shape != (length,) or values.dtype.kind not in "iu":
                 raise ValueError(f"expected {length} integer labels, got {values.dtype} {list(values.shape)}")
@@ -160,7 +162,7 @@ class Spool:
             return values.astype(np.int64)
         except FileNotFoundError:  # dropped with its chunk by the disk budget
             return None
-        except (OSError, ValueError, EOFError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             self.quarantine.move(self.camera, path, exc)
             return None
 

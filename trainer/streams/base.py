@@ -155,10 +155,10 @@ class WindowData:
         if not p.is_file():
             raise WindowDataError(f"window file not found: {p}")
         try:
-            loaded = np.load(p, allow_pickle=False)
-            if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy
-                raise WindowDataError(f"a single {type(loaded).__name__}, not an .npz of arrays")
-            with loaded as npz:
+            with open(p, "rb") as fh:  # ours to close (np.load leaks its own on a broken zip)
+                npz = np.load(fh, allow_pickle=False)
+                if not isinstance(npz, np.lib.npyio.NpzFile):  # a bare .npy
+                    raise WindowDataError(f"a single {type(npz).__name__}, not an .npz of arrays")
                 missing = [n for n in _ARRAYS if n not in npz.files]
                 if missing:
                     raise WindowDataError(f"missing arrays {missing} (has {sorted(npz.files)})")

@@ -72,6 +72,8 @@ def _corrupt_labels(path: Path, kind: str) -> None:
         path.write_bytes(buffer.getvalue())
     elif kind == "npz_instead":
         _npz(path, labels=np.zeros(CROPS, np.int64))
+    elif kind == "broken_zip":
+        path.write_bytes(b"PK\x03\x04" + b"\x00" * 64)
     else:
         raise AssertionError(kind)
 
@@ -140,7 +142,7 @@ def test_a_corrupt_chunk_is_quarantined_and_its_camera_closes_without_it(
 
 
 @pytest.mark.parametrize("kind", ["garbage", "truncated", "empty", "wrong_length", "float_dtype", "out_of_range",
-                                  "npz_instead"])
+                                  "npz_instead", "broken_zip"])
 def test_corrupt_golden_labels_are_quarantined_and_the_chunk_labelled_again(
         tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str) -> None:
     harness = make_harness(tmp_path)
