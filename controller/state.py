@@ -1,18 +1,28 @@
 """The controller's persisted state: enough to resume after a crash or kill -9.
 
 Written atomically after every change that matters (a window opened, a plan applied, a job started or
-finished, a model published), so a restarted controller sees either the old or the new state.
+finished, a model published), so a restarted controller sees either the old or the new state. Before each
+write the file it replaces becomes the last good copy (`state.json.prev`), if it parses: a state file
+corrupted on disk (a bad sector, a hand edit, a copy cut short) is reported with its path and the
+controller goes on from that copy. With both unusable, `load` raises StateFileCorrupt, which says how to
+start afresh.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from common.atomic import atomic_write_text
+from common.atomic import atomic_write_bytes, atomic_write_text
 from controller.reconcile.records import CameraWindowRecord, RollbackRecord, WindowRecord
+
+log = logging.getLogger("controller")
 
 STATE_VERSION = 2  # 2: typed window records (1 kept them as free-form dicts)
 _V1_RECORD_KEYS = set(CameraWindowRecord.model_fields) - {"job", "retrained", "trial", "ahead_trial", "rollback"}
@@ -114,13 +124,41 @@ class ControllerState(BaseModel):
         return data
 
     def save(self, path: Path) -> None:
+        """Write atomically, the replaced file kept as the last good copy if it parses."""
+        path = Path(path)
+        _keep_last_good(path)
         atomic_write_text(path, self.model_dump_json(indent=1) + "\n")
+        _written[path] = _identity(path)
 
     @classmethod
-    def load(cls, path: Path) -> ControllerState | None:
-        if not Path(path).is_file():
+    def load(cls, path: Path, rebuild: Callable[[], ControllerState | None] | None = None) -> ControllerState | None:
+        """The saved state; None when there is none (a new deployment). A corrupt state file is logged with
+        its path and what is wrong, and the last good copy is used; with that unusable too, `rebuild`
+        (the state from what Triton serves; None: no usable state), else StateFileCorrupt."""
+        path = Path(path)
+        if not path.is_file():
             return None
-        return cls.model_validate_json(Path(path).read_text())
+        try:
+            return _read(path)
+        except _Unusable as exc:
+            problem = str(exc)
+        copy = previous_copy(path)
+        log.error("the controller's state file %s is unusable (%s); recovering from its last good copy %s",
+                  path, problem, copy)
+        try:
+            state = _read(copy)
+        except _Unusable as exc:
+            copy_problem = str(exc)
+        else:
+            log.warning("recovered the controller's state from %s (window %d); %s is replaced at the next save",
+                        copy, state.window, path)
+            return state
+        rebuilt = rebuild() if rebuild is not None else None
+        if rebuilt is not None:
+            log.warning("the state file %s and its copy %s are unusable (%s): state rebuilt from the serving models",
+                        path, copy, copy_problem)
+            return rebuilt
+        raise StateFileCorrupt(path, problem, copy, copy_problem)
 
     def record_rollback(self, rollback: RollbackRecord) -> None:
         self.rollbacks = [*self.rollbacks, rollback][-ROLLBACKS_KEPT:]
@@ -133,3 +171,78 @@ class ControllerState(BaseModel):
             if record.window == window:
                 return record
         return None
+
+
+class StateFileCorrupt(RuntimeError):
+    """The state file and its last good copy are both unusable: the message names both and the way out."""
+
+    def __init__(self, path: Path, problem: str, copy: Path, copy_problem: str) -> None:
+        self.path, self.copy = path, copy
+        super().__init__(
+            f"the controller's state file {path} is unusable ({problem}), and so is its last good copy {copy} "
+            f"({copy_problem}). `ekya run` recovers by itself: it moves both aside and rebuilds the state from the "
+            f"versions Triton serves and their kept checkpoints (the window clock restarts at window 0). To do it "
+            f"by hand: mv {path} {path}.bad; mv {copy} {copy}.bad")
+
+
+# The state files this process wrote, as (inode, size, mtime): such a file parses (it was written from a
+# valid state, atomically), so rotating it needs no parse (a large state takes tens of ms to parse).
+_written: dict[Path, tuple[int, int, int]] = {}
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    stat = path.stat()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+class _Unusable(Exception):
+    """A state file that cannot be read or parsed (its message says why)."""
+
+
+def previous_copy(path: Path) -> Path:
+    """The last good copy of a state file."""
+    return path.with_name(path.name + ".prev")
+
+
+def _read(path: Path) -> ControllerState:
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise _Unusable("it does not exist") from None
+    except OSError as exc:
+        raise _Unusable(f"cannot read it: {exc.strerror or exc}") from exc
+    if not text.strip():
+        raise _Unusable("it is empty")
+    try:
+        return ControllerState.model_validate_json(text)
+    except ValidationError as exc:
+        errors = exc.errors()
+        where = "; ".join(": ".join(filter(None, (".".join(str(part) for part in e["loc"]), e["msg"])))
+                          for e in errors[:3])
+        raise _Unusable(where + (f" (and {len(errors) - 3} more)" if len(errors) > 3 else "")) from exc
+
+
+def _keep_last_good(path: Path) -> None:
+    """Make the state file about to be replaced the last good copy, if it parses (a corrupt one never
+    replaces a good copy). A hard link renamed over the copy: atomic, and no bytes written."""
+    link = path.with_name(f".{path.name}.prev.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        os.link(path, link)
+    except FileNotFoundError:
+        return  # the first save
+    except OSError:  # a file system without hard links: a copy, written atomically
+        try:
+            _read(path)
+        except _Unusable as exc:
+            log.error("the state file %s being replaced is unusable (%s): not kept as the last good copy", path, exc)
+            return
+        atomic_write_bytes(previous_copy(path), path.read_bytes())
+        return
+    try:
+        if _written.get(path) != _identity(link):  # not the file this process wrote last: check it
+            _read(link)
+    except _Unusable as exc:
+        link.unlink(missing_ok=True)
+        log.error("the state file %s being replaced is unusable (%s): not kept as the last good copy", path, exc)
+        return
+    os.replace(link, previous_copy(path))  # made durable by the state write's directory sync that follows

@@ -5,6 +5,7 @@
     cameras/<cam>/results/w<W>.json             the camera's measured accuracy for a window
     cameras/<cam>/live.json                     rolling client counters (requests, failures)
     triton/server.json                          the embedded Triton's address, written by the controller
+    quarantine/<cam>/<relative path>            a corrupt file of the camera's, moved aside (+ `.reason`)
 """
 
 from __future__ import annotations
@@ -47,3 +48,7 @@ class CameraFiles:
 
     def live_file(self, camera: str) -> Path:
         return self.camera_dir(camera) / "live.json"
+
+    def quarantine_dir(self, camera: str) -> Path:
+        """Where a camera's corrupt files go, each under its path relative to the data directory."""
+        return self.root / "quarantine" / camera

@@ -4,7 +4,8 @@ Chunks are written atomically (never half-written) and unlabelled: retraining la
 golden model, written beside the chunk (`.labels.npy`, atomically) by whoever labels it first: the
 controller labels the open window's chunks as they arrive, and what is left when the window closes.
 When the source has ground truth it is kept beside the chunk (`.truth.npy`) for measuring, never for
-training. Disk use is bounded: the oldest chunks go first.
+training. Disk use is bounded: the oldest chunks go first. A chunk or sidecar that cannot be read is
+quarantined (protocol/quarantine.py) and the window goes on without it.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ from __future__ import annotations
 import io
 import logging
 import shutil
+import zipfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from common.atomic import atomic_write_bytes
 from protocol.files import CameraFiles, window_tag
-from trainer.streams.base import UNLABELLED, WindowData, concat
+from protocol.quarantine import Quarantine
+from trainer.streams.base import NUM_CLASSES, UNLABELLED, WindowData, WindowDataError, concat
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +37,13 @@ def _save_array(path: Path, values: np.ndarray) -> None:
 
 
 class Spool:
-    def __init__(self, layout: CameraFiles, camera: str, budget_bytes: int) -> None:
+    def __init__(self, layout: CameraFiles, camera: str, budget_bytes: int,
+                 quarantine: Quarantine | None = None) -> None:
         self.layout = layout
         self.camera = camera
         self.budget_bytes = budget_bytes
         self.root = layout.spool_root(camera)
+        self.quarantine = quarantine or Quarantine(layout)  # where a corrupt chunk or sidecar goes
 
     def write_chunk(self, window: int, index: int, crops: WindowData) -> Path | None:
         if len(crops) == 0:
@@ -88,26 +94,77 @@ class Spool:
 
     def read_window(self, window: int) -> tuple[WindowData, np.ndarray | None]:
         """All spooled crops of `window`, golden-labelled where their chunk was (UNLABELLED otherwise),
-        and their ground truth where known."""
-        parts, truths = [], []
+        and their ground truth where known. A corrupt chunk or sidecar is quarantined and left out."""
+        loaded: list[tuple[Path, WindowData, np.ndarray | None]] = []
         for chunk in self.chunks(window):
-            try:
-                part = WindowData.load(chunk)
-            except FileNotFoundError:  # dropped by the disk budget since it was listed
+            part = self.load_chunk(chunk)
+            if part is None:
                 continue
-            labels_file = chunk.with_suffix(".labels.npy")
-            if labels_file.is_file():
-                labels = np.load(labels_file)
-                if len(labels) == len(part):
-                    part = part.with_labels(labels)
-            parts.append(part)
-            truth_file = chunk.with_suffix(".truth.npy")
-            truths.append(np.load(truth_file) if truth_file.exists() else None)
-        if not parts:
+            labels = self._read_sidecar(chunk, ".labels.npy", len(part))
+            if labels is not None:
+                part = part.with_labels(labels)
+            loaded.append((chunk, part, self._read_sidecar(chunk, ".truth.npy", len(part))))
+        loaded = self._without_odd_sizes(loaded)
+        if not loaded:
             return WindowData.empty(camera=self.camera, window=window), None
-        data = concat(parts, camera=self.camera)
+        data = concat([part for _, part, _ in loaded], camera=self.camera)
+        truths = [truth for _, _, truth in loaded]
         truth = np.concatenate(truths) if all(t is not None for t in truths) else None
         return data, truth
+
+    def _without_odd_sizes(self, loaded: list[tuple[Path, WindowData, np.ndarray | None]]
+                           ) -> list[tuple[Path, WindowData, np.ndarray | None]]:
+        """A chunk whose crops are not the size of most crops' (a well-formed file of the wrong shape) is
+        quarantined: a window's crops are concatenated into one array."""
+        sizes: Counter[int] = Counter()
+        for _, part, _ in loaded:
+            sizes[part.image_size] += len(part)
+        if len(sizes) <= 1:
+            return loaded
+        usual = sizes.most_common(1)[0][0]
+        for chunk, part, _ in loaded:
+            if part.image_size != usual:
+                self._quarantine_chunk(chunk, f"its crops are {part.image_size}px, the window's {usual}px")
+        return [entry for entry in loaded if entry[1].image_size == usual]
+
+    def load_chunk(self, chunk: Path) -> WindowData | None:
+        """A chunk's crops; None if it is gone (dropped by the disk budget since it was listed) or corrupt
+        (then quarantined with its sidecars)."""
+        try:
+            return WindowData.load(chunk)
+        except WindowDataError as exc:
+            if chunk.exists():
+                self._quarantine_chunk(chunk, exc)
+            return None
+
+    def _quarantine_chunk(self, chunk: Path, reason: str | BaseException) -> None:
+        self.quarantine.move(self.camera, chunk, reason)
+        for suffix in SIDECARS:  # labels and truth mean nothing without their crops
+            sidecar = chunk.with_suffix(suffix)
+            if sidecar.exists():
+                self.quarantine.move(self.camera, sidecar, f"beside the quarantined {chunk.name}")
+
+    def _read_sidecar(self, chunk: Path, suffix: str, length: int) -> np.ndarray | None:
+        """A chunk's golden labels or ground truth: one class index per crop, or None where there is none
+        (a corrupt one is quarantined: its chunk is then labelled again, or measured without truth)."""
+        path = chunk.with_suffix(suffix)
+        if not path.is_file():
+            return None
+        try:
+            with open(path, "rb") as fh:  # ours to close (np.load leaks its own on a broken zip)
+                values = np.load(fh, allow_pickle=False)
+            if not isinstance(values, np.ndarray):  # an .npz
+                raise ValueError(f"not a .npy array ({type(values).__name__})")
+            if values.shape != (length,) or values.dtype.kind not in "iu":
+                raise ValueError(f"expected {length} integer labels, got {values.dtype} {list(values.shape)}")
+            if length and (values.min() < UNLABELLED or values.max() >= NUM_CLASSES):
+                raise ValueError(f"labels outside [{UNLABELLED}, {NUM_CLASSES - 1}]")
+            return values.astype(np.int64)
+        except FileNotFoundError:  # dropped with its chunk by the disk budget
+            return None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            self.quarantine.move(self.camera, path, exc)
+            return None
 
     def drop_windows_before(self, window: int) -> None:
         if not self.root.exists():

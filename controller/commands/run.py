@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from controller.config import ConfigError, load_config
     from controller.runtime.lock import DeploymentLocked
     from controller.service import run_controller
+    from controller.state import StateFileCorrupt
     from sources import SourceError
     from trainer.bootstrap import BootstrapDataError
 
@@ -46,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
     except DeploymentLocked as exc:  # refused before touching anything of the running one
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    except StateFileCorrupt as exc:  # the state file and its last good copy: the message says the way out
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
     state = controller.state
     print(f"controller stopped after window {state.window if state else '?'}; "
           f"{state.swaps if state else 0} model swaps, {state.trainer_failures if state else 0} trainer failures")

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     from controller.config import ConfigError, load_config
     from controller.layout import DataLayout
-    from controller.state import ControllerState
+    from controller.state import ControllerState, StateFileCorrupt
 
     try:
         config = load_config(args.config)
@@ -32,7 +32,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     layout = DataLayout(Path(config.data.dir))
-    state = ControllerState.load(layout.state_file)
+    try:
+        state = ControllerState.load(layout.state_file)  # a corrupt one: logged, and its last good copy shown
+    except StateFileCorrupt as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
     if state is None:
         print(f"no controller state at {layout.state_file}: has `ekya run` been started?", file=sys.stderr)
         return 1

@@ -177,6 +177,9 @@ class ControllerMetrics:
             "ekya_triton_up", "1 while the Triton server answers its liveness check, else 0.", registry=r)
         self.triton_restarts = Counter(
             "ekya_triton_restarts", "Restarts of the embedded Triton server after it died.", registry=r)
+        self.quarantined_files = per_camera(
+            Counter, "ekya_quarantined_files",
+            "Corrupt data files (spool chunks, golden labels, window files) moved to the quarantine folder.")
         self.build_info = Info("ekya_build", "Controller build.", registry=r)
         self.build_info.info({"version": _version()})
 
@@ -246,6 +249,9 @@ class ControllerMetrics:
         if reason not in ROLLBACK_REASONS:
             raise ValueError(f"rollback reason must be one of {ROLLBACK_REASONS}, got {reason!r}")
         self.rollbacks.labels(camera, reason).inc()
+
+    def record_quarantined(self, camera: str) -> None:
+        self.quarantined_files.labels(camera).inc()
 
     def remove_camera(self, camera: str) -> None:
         """Drop a camera's series (it left the deployment)."""

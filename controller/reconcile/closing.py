@@ -10,7 +10,6 @@ import time
 from controller.planner.drift import Measurement, error_growth
 from controller.reconcile.rollback import Rollbacks
 from controller.reconcile.scope import Scope
-from trainer.streams.base import WindowData
 
 log = logging.getLogger("controller")
 
@@ -77,11 +76,9 @@ class WindowCloser:
         for name in self.scope.config.camera_names:
             spool = self.scope.spool(name)
             for chunk in spool.unlabelled_chunks(window):
-                try:
-                    images = WindowData.load(chunk).images
-                except (FileNotFoundError, ValueError):  # dropped by the disk budget meanwhile
-                    continue
-                spool.write_labels(chunk, self.scope.serving.golden_labels(images))
+                part = spool.load_chunk(chunk)  # None: dropped by the disk budget meanwhile, or quarantined
+                if part is not None:
+                    spool.write_labels(chunk, self.scope.serving.golden_labels(part.images))
 
     def _wait_for_camera_results(self, window: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

@@ -14,7 +14,7 @@ from controller.reconcile.context import Trial, WindowContext
 from controller.reconcile.ports import ProfiledOptions
 from controller.reconcile.scope import Scope
 from controller.trainers import PUBLISH_SECONDS, WORKER_STARTUP_SECONDS
-from trainer.streams.base import WindowData
+from trainer.streams.base import WindowData, WindowDataError
 
 log = logging.getLogger("controller")
 
@@ -33,17 +33,20 @@ class WindowPlanner:
         scope = self.scope
         state = scope.state
         data_window = context.window - 1
+        loaded: dict[str, tuple[WindowData, WindowData]] = {}
         for name in scope.config.camera_names:  # the closed window's labelled data, from disk (restart-safe)
-            directory = scope.layout.window_dir(data_window, name)
-            if data_window >= 0 and (directory / "train.npz").is_file() and (directory / "test.npz").is_file():
+            data = self.window_data(name, data_window) if data_window >= 0 else None
+            if data is not None:
+                directory = scope.layout.window_dir(data_window, name)
                 context.data[name] = (directory / "train.npz", directory / "test.npz")
+                loaded[name] = data
         context.cost_scale = scope.ledger.cost_scale()
         profiling_started = scope.clock.monotonic()
         cameras = []
         for name in scope.config.camera_names:
             cam = state.cameras[name]
             try:
-                options = self.options_for(name, context) if name in context.data else []
+                options = self.options_for(name, context, loaded[name]) if name in loaded else []
             except Exception:  # one camera's bad data must not stop the others' plan
                 log.exception("%s: micro-profiling failed; no retraining this window", name)
                 options = []
@@ -79,7 +82,26 @@ class WindowPlanner:
         measured = self.scope.state.job_latency_seconds
         return measured if measured is not None else WORKER_STARTUP_SECONDS + PUBLISH_SECONDS
 
-    def options_for(self, name: str, context: WindowContext) -> list[RetrainOption]:
+    def window_data(self, name: str, window: int) -> tuple[WindowData, WindowData] | None:
+        """The camera's (train, test) data of a closed window, read here so that a corrupt file is
+        quarantined before a trainer is given it; None where there is none (or it was corrupt)."""
+        directory = self.scope.layout.window_dir(window, name)
+        paths = (directory / "train.npz", directory / "test.npz")
+        if not all(p.is_file() for p in paths):
+            return None
+        data = []
+        for path in paths:
+            try:
+                data.append(WindowData.load(path))
+            except WindowDataError as exc:
+                self.scope.quarantine.move(name, path, exc)
+        if len(data) < len(paths):
+            log.warning("%s: window %d's data is corrupt (quarantined); no retraining on it", name, window)
+            return None
+        return data[0], data[1]
+
+    def options_for(self, name: str, context: WindowContext,
+                    data: tuple[WindowData, WindowData]) -> list[RetrainOption]:
         """Retraining options for one camera: micro-profiled, or the fixed config of a static scheduler."""
         scope = self.scope
         scheduler = scope.scheduler
@@ -96,8 +118,7 @@ class WindowPlanner:
             # on the whole window's held-out data was measured at the close)
             profile = ahead.profile
         else:
-            train_path, test_path = context.data[name]
-            profile = self.profile(name, WindowData.load(train_path), WindowData.load(test_path))
+            profile = self.profile(name, *data)
             cam.serving_accuracy = profile.start_accuracy
             if self.trial_wins(profile):
                 context.trials[name] = Trial(profile.trial_checkpoint, profile.trial_accuracy,

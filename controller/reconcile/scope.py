@@ -24,6 +24,7 @@ from controller.reconcile.ports import (
 )
 from controller.reconcile.publish import Publisher
 from controller.state import ControllerState
+from protocol.quarantine import Quarantine
 from protocol.spool import Spool
 from trainer.configs import RetrainConfig
 
@@ -68,7 +69,12 @@ class Scope:
     def spool(self, camera: str) -> Spool:
         """The camera's spool, with its part of the data directory's disk budget."""
         budget = int(self.config.data.disk_budget_mb * 2**20 / max(1, len(self.config.cameras)))
-        return Spool(self.layout, camera, budget)
+        return Spool(self.layout, camera, budget, self.quarantine)
+
+    @property
+    def quarantine(self) -> Quarantine:
+        """Where a camera's corrupt data files go, each counted in the metrics."""
+        return Quarantine(self.layout, lambda moved: self.metrics.record_quarantined(moved.camera))
 
     def pruner(self, camera: str) -> ConfigPruner:
         period = self.config.microprofiler.prune_after_windows

@@ -72,7 +72,7 @@ class Deployment:
         import torch
 
         torch.set_num_threads(1)  # the controller's own torch work (profiling, export) stays off the trainers' cores
-        state = ControllerState.load(self.layout.state_file) or ControllerState(
+        state = ControllerState.load(self.layout.state_file, rebuild=self.rebuild_state) or ControllerState(
             t0=time.time() + 1.0, window_seconds=config.window_seconds,
             cameras={name: CameraRecord() for name in config.camera_names})
         self.state = state
@@ -102,6 +102,24 @@ class Deployment:
         self._ensure_models(publisher)
         self.reconciler.begin()
         return self.reconciler
+
+    def rebuild_state(self) -> ControllerState | None:
+        """For when the state file and its last good copy are both unusable: both are moved aside (kept for
+        the operator, named in the log) and a fresh state is returned, which the first look at Triton's
+        repository index fills with the versions it serves and their kept checkpoints (ServingTruth)."""
+        from controller.state import previous_copy
+
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        moved = []
+        for path in (self.layout.state_file, previous_copy(self.layout.state_file)):
+            if path.exists():
+                aside = path.with_name(f"{path.name}.bad-{stamp}")
+                os.replace(path, aside)
+                moved.append(str(aside))
+        log.error("state files unusable, moved aside (%s): starting from a fresh state that Triton's repository "
+                  "index and the kept checkpoints fill in (the window clock restarts at window 0)", ", ".join(moved))
+        return ControllerState(t0=time.time() + 1.0, window_seconds=self.config.window_seconds,
+                               cameras={name: CameraRecord() for name in self.config.camera_names})
 
     def shutdown(self, stop_triton: bool = True) -> None:
         if not self.lock.held:

@@ -185,7 +185,8 @@ def test_bad_job_files(tmp_path):
         TrainJob.read(bad)
 
 
-@pytest.mark.parametrize("case", ["unlabelled", "missing_data", "missing_checkpoint", "corrupt_data"])
+@pytest.mark.parametrize("case", ["unlabelled", "missing_data", "missing_checkpoint", "corrupt_data",
+                                  "wrong_dtype_validation"])
 def test_failures_are_reported(assets, tmp_path, case):
     out = tmp_path / "out"
     kw: dict = {}
@@ -196,6 +197,13 @@ def test_failures_are_reported(assets, tmp_path, case):
     elif case == "corrupt_data":
         (tmp_path / "junk.npz").write_bytes(b"junk")
         kw["data"], code, needle = tmp_path / "junk.npz", EXIT_BAD_DATA, "not a readable"
+    elif case == "wrong_dtype_validation":  # a well-formed .npz whose arrays are wrong: the error names it
+        bad = tmp_path / "w000001" / "test.npz"
+        bad.parent.mkdir()
+        with open(bad, "wb") as fh:
+            np.savez(fh, images=np.zeros((4, 8, 8, 3), np.float32), labels=np.zeros(4, np.int64),
+                     track_ids=np.arange(4), frame_index=np.arange(4), timestamps=np.zeros(4))
+        kw["validation"], code, needle = bad, EXIT_BAD_DATA, f"{bad}: images must be uint8"
     else:
         kw["base_checkpoint"], code, needle = tmp_path / "none.pt", EXIT_BAD_MODEL, "not found"
     job_file = _job(assets, out, **kw).write(tmp_path / "job.json")

@@ -145,30 +145,48 @@ class WindowData:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> WindowData:
+        """Read a window file; any way it can be wrong (missing, empty, truncated, not an .npz, arrays
+        missing or of the wrong shapes, dtypes or labels) is a WindowDataError naming the file."""
         import json
         import zipfile
+        import zlib
 
         p = Path(path)
         if not p.is_file():
             raise WindowDataError(f"window file not found: {p}")
         try:
-            with np.load(p, allow_pickle=False) as npz:
+            with open(p, "rb") as fh:  # ours to close (np.load leaks its own on a broken zip)
+                npz = np.load(fh, allow_pickle=False)
+                if not isinstance(npz, np.lib.npyio.NpzFile):  # a bare .npy
+                    raise WindowDataError(f"a single {type(npz).__name__}, not an .npz of arrays")
                 missing = [n for n in _ARRAYS if n not in npz.files]
                 if missing:
-                    raise WindowDataError(f"{p}: missing arrays {missing} (has {sorted(npz.files)})")
+                    raise WindowDataError(f"missing arrays {missing} (has {sorted(npz.files)})")
                 arrays = {n: npz[n] for n in _ARRAYS}
+                _check_dtypes(arrays)
                 header = json.loads(str(npz["header"])) if "header" in npz.files else {}
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-            if isinstance(exc, WindowDataError):
-                raise
-            raise WindowDataError(f"{p}: not a readable .npz window file ({exc})") from exc
-        return cls(**arrays, camera=str(header.get("camera", "")), window=int(header.get("window", 0)),
-                   meta=dict(header.get("meta", {})))
+            if not isinstance(header, dict):
+                raise WindowDataError(f"its header is a {type(header).__name__}, not an object")
+            return cls(**arrays, camera=str(header.get("camera", "")), window=int(header.get("window", 0)),
+                       meta=dict(header.get("meta", {})))
+        except WindowDataError as exc:
+            raise WindowDataError(f"{p}: {exc}") from exc
+        except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, TypeError) as exc:
+            raise WindowDataError(f"{p}: not a readable .npz window file ({type(exc).__name__}: {exc})") from exc
 
     @classmethod
     def empty(cls, image_size: int = 64, camera: str = "", window: int = 0) -> WindowData:
         return cls(np.zeros((0, image_size, image_size, 3), np.uint8), np.zeros(0, np.int64),
                    np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), camera, window)
+
+
+def _check_dtypes(arrays: dict[str, np.ndarray]) -> None:
+    """What a file holds must already have the right kinds of numbers (the constructor would cast a float
+    label or frame number to an integer without a word)."""
+    for name, kinds in (("labels", "iu"), ("track_ids", "iu"), ("frame_index", "iu"), ("timestamps", "iuf")):
+        if arrays[name].dtype.kind not in kinds:
+            raise WindowDataError(f"{name} must be {'integers' if kinds == 'iu' else 'numbers'}, "
+                                  f"got {arrays[name].dtype}")
 
 
 def _track_uniform(tracks: np.ndarray, seed: int) -> np.ndarray:

@@ -45,6 +45,53 @@ def test_bad_inputs_are_rejected(tmp_path):
         WindowData.load(tmp_path / "missing.npz")
 
 
+
+def _npz_bytes(**arrays) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _arrays(**overrides) -> dict:
+    w = _window()
+    return {**{n: getattr(w, n) for n in ("images", "labels", "track_ids", "frame_index", "timestamps")},
+            **overrides}
+
+
+def _corrupt_compressed(path) -> bytes:
+    good = bytearray(_window(n=60).save(path, compress=True).read_bytes())
+    middle = len(good) // 2
+    good[middle:middle + 64] = bytes(64)  # inside the deflated images: CRC or zlib error on read
+    return bytes(good)
+
+
+@pytest.mark.parametrize("corrupt", [
+    lambda p: b"",
+    lambda p: _window().save(p).read_bytes()[:300],
+    lambda p: bytes(range(256)) * 4,
+    lambda p: b"\x93NUMPY\x01\x00" + b"\x00" * 20,
+    lambda p: _npz_bytes(foo=np.zeros(2)),
+    lambda p: _npz_bytes(**_arrays(images=np.zeros((12, 8, 8, 3), np.float32))),
+    lambda p: _npz_bytes(**_arrays(labels=np.full(12, 0.5))),
+    lambda p: _npz_bytes(**_arrays(labels=np.full(12, 7))),
+    lambda p: _npz_bytes(**_arrays(track_ids=np.zeros(11, np.int64))),
+    lambda p: _npz_bytes(**_arrays(timestamps=np.array(["x"] * 12))),
+    lambda p: _npz_bytes(**_arrays(), header=np.array("{not json")),
+    lambda p: _npz_bytes(**_arrays(), header=np.array("[1, 2]")),
+    _corrupt_compressed,
+], ids=["empty", "truncated", "garbage", "bad_npy_header", "missing_arrays", "float_images", "float_labels",
+        "labels_out_of_range", "mismatched_lengths", "string_timestamps", "header_not_json", "header_a_list",
+        "bad_compressed_data"])
+def test_every_way_a_window_file_is_wrong_names_the_file(tmp_path, corrupt):
+    path = tmp_path / "w000003" / "train.npz"
+    path.parent.mkdir()
+    path.write_bytes(corrupt(path))
+    with pytest.raises(WindowDataError) as error:
+        WindowData.load(path)
+    assert str(error.value).startswith(f"{path}: ")
+
 def test_split_by_track_and_subsample():
     w = _window(30)
     train, held = w.split(0.3, seed=1)
