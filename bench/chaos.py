@@ -268,7 +268,8 @@ class Chaos:
             log.close()
 
     def corrupt_a_chunk(self) -> None:
-        chunks = sorted((self.data / "cameras" / "cam0" / "spool").rglob("*.np*"), key=lambda p: p.stat().st_mtime)
+        chunks = sorted((self.data / "cameras" / "cam0" / "spool").rglob("chunk-*.npz"),
+                        key=lambda p: p.stat().st_mtime)
         if not chunks:
             say("no spooled chunk to corrupt yet")
             return
@@ -276,6 +277,11 @@ class Chaos:
         target.write_bytes(os.urandom(max(64, target.stat().st_size // 2)))
         self.corrupted.append(str(target.relative_to(self.data)))
         say(f"corrupted {target.relative_to(self.data)}")
+
+    def quarantined(self) -> list[str]:
+        """What the controller moved to its quarantine folder (the corrupted chunk should be there)."""
+        root = self.data / "quarantine"
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.suffix != ".reason")
 
     def state(self) -> dict:
         return json.loads((self.data / "state.json").read_text())
@@ -461,6 +467,7 @@ def main() -> int:
         "triton_kills": chaos.triton_kills,
         "second_controller_exit": chaos.second_controller_exit,
         "corrupted": chaos.corrupted,
+        "quarantined": chaos.quarantined(),
         "windows": state.get("window", -1) + 1,
         "windows_lost": gaps,
         "state_agrees": agrees,
