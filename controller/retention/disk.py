@@ -22,7 +22,7 @@ from protocol.spool import SIDECARS
 log = logging.getLogger("controller")
 
 KINDS = ("spool", "windows", "jobs", "trials", "model_repository", "checkpoints", "models", "logs", "state",
-         "other")
+         "quarantine", "other")
 
 
 @dataclass(frozen=True)
@@ -93,11 +93,11 @@ class DataDir:
         if path in (repo.root, repo.staging, repo.trash):
             return "model_repository"
         name = path.name
-        if name in ("windows", "jobs", "trials", "checkpoints", "models"):
+        if name in ("windows", "jobs", "trials", "checkpoints", "models", "quarantine"):
             return name
         if name.startswith(self.layout.windows_log.name):
             return "logs"
-        if name == self.layout.state_file.name or name.startswith(f".{self.layout.state_file.name}."):
+        if name.startswith(self.layout.state_file.name) or name.startswith(f".{self.layout.state_file.name}."):
             return "state"
         return "other"
 
@@ -138,6 +138,7 @@ class DataDir:
             logs=tuple(self._entries_of([layout.triton_log, layout.windows_log])),
             rotated_bytes={p: tree_bytes(rotated(p))[0] for p in (layout.triton_log, layout.windows_log)},
             trash=tuple(self._entries(self.repository.trash)),
+            quarantine=tuple(Entry(f.path, f.bytes, f.mtime) for f in walk(self.root / "quarantine")),
             staging=tuple(self._entries(self.repository.staging)),
             spool=tuple(self._spool()), history_records=len(state.history),
         )

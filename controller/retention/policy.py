@@ -14,6 +14,8 @@ Per kind, from the cheapest loss to the dearest:
                 camera results of older windows go; logs over max_log_bytes are rotated (one old copy).
     trash       versions taken out of the repository for a reason (a failed load, a rollback): the newest
                 keep_versions kept for post-mortems; leftovers of an interrupted staging go.
+    quarantine  corrupt files moved aside (protocol/quarantine.py): the newest QUARANTINE_KEPT (with their
+                reasons) are kept for the operator to look at, older ones go.
 Then, while the data directory is still over its budget, the spool's oldest chunks: those of closed windows
 (already labelled into windows/) first, then the open window's, oldest first; but the open window's only if
 that brings the directory within budget (else they would be lost for nothing: what retention must keep is
@@ -26,6 +28,8 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+QUARANTINE_KEPT = 32  # quarantined files kept for post-mortems (each with its .reason)
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ class DiskView:
     logs: tuple[Entry, ...] = ()  # live logs; `bytes` of each one's rotated copy in rotated_bytes
     rotated_bytes: Mapping[Path, int] = field(default_factory=dict)
     trash: tuple[Entry, ...] = ()
+    quarantine: tuple[Entry, ...] = ()  # quarantined files, each with its .reason beside it
     staging: tuple[Entry, ...] = ()
     spool: tuple[Entry, ...] = ()  # chunks with their sidecars (window set)
     history_records: int = 0
@@ -127,6 +132,7 @@ def decide(view: DiskView, rules: Rules) -> Plan:
     _windows(view, rules, plan)
     _records(view, rules, plan)
     _trash(view, rules, plan)
+    _quarantine(view, plan)
     _spool(view, rules, plan)
     return plan
 
@@ -207,6 +213,14 @@ def _trash(view: DiskView, rules: Rules, plan: Plan) -> None:
     for entry in [*newest_first[rules.keep_versions:], *stale_staging]:
         plan.paths.append(entry.path)
         plan.freed["model_repository"] += entry.bytes if view.repository_inside else 0
+
+
+def _quarantine(view: DiskView, plan: Plan) -> None:
+    files = [e for e in view.quarantine if e.path.suffix != ".reason"]
+    for entry in sorted(files, key=lambda e: e.mtime, reverse=True)[QUARANTINE_KEPT:]:
+        reason = entry.path.with_name(entry.path.name + ".reason")
+        plan.paths += [entry.path, reason]
+        plan.freed["quarantine"] += entry.bytes + sum(e.bytes for e in view.quarantine if e.path == reason)
 
 
 def _spool(view: DiskView, rules: Rules, plan: Plan) -> None:

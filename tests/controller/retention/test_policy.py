@@ -115,3 +115,17 @@ def test_a_repository_outside_the_data_directory_is_pruned_but_not_counted() -> 
 def test_nothing_to_do_is_an_empty_plan() -> None:
     plan = decide(view(), RULES)
     assert plan.empty and plan.freed_bytes == 0 and plan.over_budget_bytes == 0
+
+
+def test_the_newest_quarantined_files_are_kept_with_their_reasons_and_older_ones_go() -> None:
+    from controller.retention.policy import QUARANTINE_KEPT
+
+    files = []
+    for age in range(QUARANTINE_KEPT + 3):
+        path = Path(f"/d/quarantine/cam0/chunk-{age:05d}.npz")
+        files += [Entry(path, 1000, NOW - age), Entry(path.with_name(path.name + ".reason"), 10, NOW - age)]
+    plan = decide(view(quarantine=tuple(files)), RULES)
+    gone = {p.name for p in plan.paths}
+    oldest = {f"chunk-{age:05d}.npz" for age in range(QUARANTINE_KEPT, QUARANTINE_KEPT + 3)}
+    assert gone == oldest | {name + ".reason" for name in oldest}
+    assert plan.freed["quarantine"] == 3 * 1010
