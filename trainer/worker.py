@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.atomic import atomic_write, atomic_write_text
+from common.parent_death import die_with_parent_named_in_env
 from trainer.jobs import (
     BEST_FILE,
     EXIT_BAD_DATA,
@@ -265,6 +266,7 @@ def _write_result(out: Path, result: JobResult) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    die_with_parent_named_in_env()  # started by a controller: no trainer outlives it (common/parent_death.py)
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 1 or argv[0] in ("-h", "--help"):
         print("usage: python -m trainer.worker JOB.json", file=sys.stderr)

@@ -26,6 +26,7 @@ from controller.reconcile.rollback import Rollbacks
 from controller.reconcile.scope import Scope
 from controller.reconcile.truth import ServingTruth
 from controller.state import CameraRecord
+from controller.trainers import left_behind
 
 log = logging.getLogger("controller")
 
@@ -51,19 +52,26 @@ class Reconciler:
 
     # ------------------------------------------------------------------ lifecycle
     def recover(self, kill_orphans) -> None:
-        """After a crash or a restart: the trainers the state says were running are killed (their window
-        is over or is being re-planned), every configured camera has a record, and the planner's learned
-        state (pruning, the prediction ledger) is restored."""
+        """After a crash or a restart: every configured camera has a record, the planner's learned state
+        (pruning, the prediction ledger) is restored, and the trainers the state says were running are
+        settled. A trainer is killed with its controller, but one may have finished before: each is killed
+        if it still runs (another host's pid, a pid reused), then judged from what it left on disk, so a
+        finished job's better model is published rather than thrown away, and one without a result is
+        recorded as failed with its reason."""
         state = self.scope.state
-        if state.jobs:
-            log.info("resuming: window %d, %d trainer(s) recorded as running", state.window, len(state.jobs))
-            kill_orphans(state.jobs)
-            state.jobs.clear()
         for name in self.scope.config.camera_names:
             state.cameras.setdefault(name, CameraRecord())
         self.scope.pruners = {n: ConfigPruner.from_dict(d) for n, d in state.pruning.get("pruners", {}).items()}
         if "ledger" in state.pruning:
             self.scope.ledger = PredictionLedger.from_dict(state.pruning["ledger"])
+        if state.jobs:
+            log.info("resuming: window %d, %d trainer(s) recorded as running", state.window, len(state.jobs))
+            killed = set(kill_orphans(state.jobs))
+            for record in list(state.jobs.values()):
+                if record.camera in state.cameras:
+                    self.judge.adopt(left_behind(record, killed=record.job_id in killed))
+            state.jobs.clear()
+            self.scope.save()
 
     def begin(self) -> None:
         """The models serve: a fresh deployment's clock starts now; every camera is told the clock."""

@@ -3,7 +3,15 @@ their shares (`pool`), how a worker process is started (`launcher`: a fork serve
 torch, or a fresh interpreter) and how a CPU share is realised (`cpu_shares`: threads plus duty cycling).
 """
 
-from .pool import PUBLISH_SECONDS, WORKER_STARTUP_SECONDS, Finished, TrainerPool, kill_orphans, worker_log_of
+from .pool import (
+    PUBLISH_SECONDS,
+    WORKER_STARTUP_SECONDS,
+    Finished,
+    TrainerPool,
+    kill_orphans,
+    left_behind,
+    worker_log_of,
+)
 
-__all__ = ["PUBLISH_SECONDS", "WORKER_STARTUP_SECONDS", "Finished", "TrainerPool", "kill_orphans",
+__all__ = ["PUBLISH_SECONDS", "WORKER_STARTUP_SECONDS", "Finished", "TrainerPool", "kill_orphans", "left_behind",
            "worker_log_of"]

@@ -5,10 +5,17 @@ point forked from a pre-warmed fork server that has already imported torch, torc
 importing those takes 2-3 s of a short retraining window on a small CPU, every job. Either way each
 worker runs in its own session (process group) so stop() and the duty cycler can signal it without
 touching the controller, and its stdout/stderr go to OUTPUT/worker.log.
+
+No worker outlives the controller, even one the duty cycler has SIGSTOPped (Linux: a parent-death
+SIGKILL, common/parent_death.py): a fresh worker dies with the controller, forked from one long-lived
+thread of it (the signal follows the forking thread); a forked worker dies with the fork server, and the
+fork server exits when the controller dies (the stdlib's "alive" pipe, which each forked worker closes
+its copy of, so that only the controller keeps the fork server alive).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -18,9 +25,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from common.parent_death import PARENT_PID_ENV, die_with_parent
 from trainer.jobs import EXIT_FAILED, JOB_FILE, PROGRESS_FILE, RESULT_FILE, STOP_FILE, JobResult, TrainJob
 
 log = logging.getLogger(__name__)
@@ -30,6 +39,12 @@ _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # run _forked_worker.
 _WARM_MODULES = ["torch", "torchvision", "trainer.worker", "trainer.training", "trainer.models",
                  "controller.trainers.launcher"]
+# The process that imported this module. The fork server preloads it, so in a worker forked from the
+# fork server this is the fork server's pid, known from before the fork: the parent the worker dies with.
+_IMPORTED_BY_PID = os.getpid()
+# Fresh workers are forked from this one thread, whatever thread launches them (a scheduler's pool
+# thread may come and go): their parent-death signal fires when the thread that forked them exits.
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trainer-spawner")
 
 
 def _warm_context() -> multiprocessing.context.ForkServerContext:
@@ -180,6 +195,7 @@ def start_worker(job: TrainJob, env: Mapping[str, str] | None = None, python: st
     full_env["PYTHONPATH"] = os.pathsep.join(
         [str(_PROJECT_ROOT)] + ([full_env["PYTHONPATH"]] if full_env.get("PYTHONPATH") else []))
     full_env.setdefault("PYTHONUNBUFFERED", "1")
+    full_env.pop(PARENT_PID_ENV, None)  # a forked worker's parent is the fork server (_forked_worker)
     if warm and python is None:
         process = _warm_context().Process(
             target=_forked_worker, args=(str(job_path), full_env, str(out / "worker.log"), str(_PROJECT_ROOT)),
@@ -189,16 +205,19 @@ def start_worker(job: TrainJob, env: Mapping[str, str] | None = None, python: st
             return WorkerHandle(job, _ForkedProcess(process))
         except (OSError, RuntimeError, EOFError) as exc:  # no fork server here: a fresh interpreter still works
             log.warning("fork server unavailable (%s); starting %s as a fresh process", exc, job.job_id)
+    full_env[PARENT_PID_ENV] = str(os.getpid())  # the worker dies with this process (trainer/worker.py)
     with open(out / "worker.log", "ab") as worker_log:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen([python or sys.executable, "-m", "trainer.worker", str(job_path)],
-                                stdout=worker_log, stderr=subprocess.STDOUT, env=full_env, cwd=str(_PROJECT_ROOT),
-                                start_new_session=True)
+        proc = _SPAWNER.submit(
+            subprocess.Popen, [python or sys.executable, "-m", "trainer.worker", str(job_path)],
+            stdout=worker_log, stderr=subprocess.STDOUT, env=full_env, cwd=str(_PROJECT_ROOT),
+            start_new_session=True).result()
     return WorkerHandle(job, proc)
 
 
 def _forked_worker(job_path: str, env: dict[str, str], log_path: str, cwd: str) -> None:
     """A forked worker's first steps: what Popen(start_new_session=True, stdout=log, env, cwd) does for a
     fresh interpreter, then the worker's own main (its return value is the process's exit code)."""
+    _die_with_fork_server()
     os.setsid()
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.dup2(fd, 1)
@@ -210,6 +229,22 @@ def _forked_worker(job_path: str, env: dict[str, str], log_path: str, cwd: str) 
     from trainer.worker import main
 
     sys.exit(main([job_path]))
+
+
+def _die_with_fork_server() -> None:
+    """A forked worker's tie to the controller: it dies with the fork server, which exits when no process
+    holds its "alive" pipe any more. The stdlib hands every process it forks a copy of that pipe: closed
+    here, so the workers do not keep the fork server (and so themselves) alive once the controller is gone.
+    (The pipe's descriptor is a private attribute of CPython's ForkServer, stable since 3.4.)"""
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver
+    alive_fd = getattr(server, "_forkserver_alive_fd", None)
+    if alive_fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(alive_fd)
+        server._forkserver_alive_fd = None
+    die_with_parent(_IMPORTED_BY_PID if _IMPORTED_BY_PID != os.getpid() else os.getppid())
 
 
 def run_worker(job: TrainJob, timeout: float | None = None, env: Mapping[str, str] | None = None) -> JobResult:

@@ -8,6 +8,7 @@ shares of jobs started later and of inference, not of a job already running.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from controller.state import JobRecord
 from trainer.configs import RetrainConfig
-from trainer.jobs import PROGRESS_FILE, JobResult, TrainJob
+from trainer.jobs import PROGRESS_FILE, RESULT_FILE, JobResult, TrainJob
 
 from .cpu_shares import DutyCycler, threads_for_share
 from .launcher import WorkerHandle, start_worker, warm_up
@@ -78,10 +79,13 @@ class TrainerPool:
                        validation=validation, config=config, share=min(1.0, max(share, 1e-3)),
                        device=worker_device, output_dir=output_dir)
         launched = time.time()
+        progress = output_dir / PROGRESS_FILE
+        earlier_events = _size(progress)  # a resumed job's stream holds its earlier run's events
         handle = start_worker(job, env, warm=self.warm)
         if self.cycler is not None:
-            progress = output_dir / PROGRESS_FILE  # the worker's first event: start-up is over
-            self.cycler.set_share(handle.pid, share, threads, ready=progress.is_file)
+            # Cycled from the worker's first event on: its start-up is over, and it has set its parent-death
+            # signal (a worker stopped before that would stay stopped if the controller died).
+            self.cycler.set_share(handle.pid, share, threads, ready=lambda: _size(progress) > earlier_events)
         record = JobRecord(job_id=job_id, camera=camera, config=config.name, window=window, pid=handle.pid,
                            job_dir=str(output_dir), share=share, threads=threads, device=device,
                            started_at=launched, predicted_accuracy=predicted_accuracy,
@@ -164,6 +168,13 @@ class TrainerPool:
             self.cycler.close()
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def kill_orphans(records: dict[str, JobRecord]) -> list[str]:
     """After a controller crash: kill trainer processes its state says were running."""
     killed = []
@@ -178,6 +189,36 @@ def kill_orphans(records: dict[str, JobRecord]) -> list[str]:
         killed.append(record.job_id)
         log.warning("killed orphan trainer %s (pid %d) left by a previous controller", record.job_id, record.pid)
     return killed
+
+
+def left_behind(record: JobRecord, killed: bool) -> Finished:
+    """How a job recorded by a previous controller ended, read from its directory once no process of it
+    runs any more (after kill_orphans): its result.json (written last, atomically: a job that finished
+    while no controller ran), else a failed result saying why there is none."""
+    job_dir = Path(record.job_dir)
+    result = None
+    try:
+        result = JobResult.model_validate_json((job_dir / RESULT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    if result is None:
+        # Either killed just now (still running when this controller started: another host's pid, a
+        # reused one) or died while no controller ran: a trainer is SIGKILLed with its controller.
+        why = ("was still running when the controller restarted: killed" if killed
+               else "died without a result while no controller ran (a trainer is killed with its controller)")
+        result = JobResult(job_id=record.job_id, status="failed", exit_code=-signal.SIGKILL,
+                           message=f"{why}; see {job_dir / 'worker.log'}")
+    return Finished(record, result, _startup_seconds(job_dir / PROGRESS_FILE, record.started_at))
+
+
+def _startup_seconds(progress: Path, started_at: float) -> float | None:
+    """Launch to the worker's first event (its progress stream's first line), if it got there."""
+    try:
+        with open(progress, encoding="utf-8") as handle:
+            first = json.loads(handle.readline())
+        return round(max(0.0, float(first["time"]) - started_at), 2)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def worker_log_of(pid: int) -> str | None:

@@ -262,6 +262,9 @@ def make_harness(root: Path, scheduler_name: str = "thief", *, state: Controller
                   clock=clock, metrics=metrics, events=events, publisher=publisher,
                   inference=InferenceProfile(full_share=0.25), throughput=ThroughputCurve.linear(), cores=2)
     reconciler = Reconciler(scope)
+    for name, cam in state.cameras.items():  # a restarted deployment's Triton serves what it recorded
+        if cam.serving_version:
+            serving.versions[name] = cam.serving_version
     reconciler.recover(trainers.kill_orphans)
     for name in config.camera_names:  # the initial models serve as version 1
         if not state.cameras[name].serving_checkpoint:
