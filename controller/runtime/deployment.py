@@ -97,8 +97,10 @@ class Deployment:
                       retention=Retention(self.layout, self.serving.manager.repository, rules_for(config),
                                           self.metrics))
         self.reconciler = Reconciler(scope, max_windows=self.max_windows)
+        # Triton's index first (it may serve what the state lost), then the jobs that ended while no controller
+        # ran (their models publish on top of what is served), then the models that are missing
+        self.reconciler.truth.repair()
         self.reconciler.recover(kill_orphans)
-        self.reconciler.truth.repair()  # before anything is bootstrapped: Triton may serve what the state lost
         self._ensure_models(publisher)
         self.reconciler.begin()
         return self.reconciler

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from controller.state import JobRecord
 from trainer.configs import RetrainConfig
-from trainer.jobs import PROGRESS_FILE, RESULT_FILE, JobResult, TrainJob
+from trainer.jobs import BEST_FILE, PROGRESS_FILE, RESULT_FILE, JobResult, TrainJob
 
 from .cpu_shares import DutyCycler, threads_for_share
 from .launcher import WorkerHandle, start_worker, warm_up
@@ -206,9 +206,36 @@ def left_behind(record: JobRecord, killed: bool) -> Finished:
         # reused one) or died while no controller ran: a trainer is SIGKILLed with its controller.
         why = ("was still running when the controller restarted: killed" if killed
                else "died without a result while no controller ran (a trainer is killed with its controller)")
-        result = JobResult(job_id=record.job_id, status="failed", exit_code=-signal.SIGKILL,
-                           message=f"{why}; see {job_dir / 'worker.log'}")
+        result = _best_so_far(record, job_dir, why) or JobResult(
+            job_id=record.job_id, status="failed", exit_code=-signal.SIGKILL,
+            message=f"{why}; see {job_dir / 'worker.log'}")
     return Finished(record, result, _startup_seconds(job_dir / PROGRESS_FILE, record.started_at))
+
+
+def _best_so_far(record: JobRecord, job_dir: Path, why: str) -> JobResult | None:
+    """A killed job's best model so far (best.pt is written atomically after each improving epoch, and the
+    epoch's progress line says its held-out accuracy): judged like a job stopped at the window's end."""
+    best_file = job_dir / BEST_FILE
+    if not best_file.is_file():
+        return None
+    last = None
+    try:
+        with open(job_dir / PROGRESS_FILE, encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by the kill
+                if event.get("event") == "epoch" and event.get("best_val_accuracy") is not None:
+                    last = event
+    except OSError:
+        return None
+    if last is None:
+        return None
+    return JobResult(job_id=record.job_id, status="stopped", exit_code=-signal.SIGKILL,
+                     best_val_accuracy=float(last["best_val_accuracy"]), epochs_done=int(last.get("epoch", 0)),
+                     checkpoint=str(best_file),
+                     message=f"{why} after epoch {last.get('epoch')}: its best checkpoint so far is judged")
 
 
 def _startup_seconds(progress: Path, started_at: float) -> float | None:

@@ -106,3 +106,25 @@ def test_a_finished_job_is_judged_on_its_held_out_data_and_a_dead_one_is_recorde
     decision = second.state.record_for(1).cameras["cam1"].decision
     assert dead.job_id in decision and "died without a result" in decision and "worker.log" in decision
     assert _failures(second, "cam1", "killed") == 1 and not second.state.jobs
+
+
+def test_a_job_killed_mid_training_has_its_best_checkpoint_so_far_judged(tmp_path: Path) -> None:
+    """Killed with its controller after two epochs: no result, but best.pt and the epochs' progress lines."""
+    first = _crashed_in_window_1(tmp_path)
+    record = next(r for r in first.state.jobs.values() if r.camera == "cam0")
+    job_dir = Path(record.job_dir)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    lines = [{"event": "start", "time": record.started_at + 0.5},
+             {"event": "epoch", "epoch": 1, "best_val_accuracy": 0.7},
+             {"event": "epoch", "epoch": 2, "best_val_accuracy": 0.85}]
+    (job_dir / PROGRESS_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"event": "ep')
+    (job_dir / BEST_FILE).write_bytes(b"best so far")
+
+    second = make_harness(tmp_path, trainers=RestartedTrainers(tmp_path / "jobs", running=set()))
+
+    cam0 = second.state.cameras["cam0"]
+    assert second.serving.published == [("cam0", 2)] and cam0.serving_accuracy == 0.85
+    assert Path(cam0.serving_checkpoint).read_bytes() == b"best so far"
+    entry = second.state.record_for(1).cameras["cam0"]
+    assert entry.job.status == "stopped" and entry.job.epochs_done == 2
+    assert _failures(second, "cam0", "killed") == 0
