@@ -20,6 +20,7 @@ class WindowCloser:
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
         self.rollbacks = Rollbacks(scope)
+        self._labelling_paused = False  # the label-ahead pass found Triton not answering (logged once)
 
     def close(self, window: int) -> None:
         scope = self.scope
@@ -77,8 +78,20 @@ class WindowCloser:
             spool = self.scope.spool(name)
             for chunk in spool.unlabelled_chunks(window):
                 part = spool.load_chunk(chunk)  # None: dropped by the disk budget meanwhile, or quarantined
-                if part is not None:
-                    spool.write_labels(chunk, self.scope.serving.golden_labels(part.images))
+                if part is None:
+                    continue
+                try:
+                    labels = self.scope.serving.golden_labels(part.images)
+                except Exception as exc:  # Triton down or restarting: the next pass (or the close) labels it
+                    if not self._labelling_paused:
+                        log.warning("golden labelling paused: %s (the chunks wait for the next pass or the "
+                                    "window's close)", exc)
+                    self._labelling_paused = True
+                    return
+                if self._labelling_paused:
+                    log.info("golden labelling resumed")
+                    self._labelling_paused = False
+                spool.write_labels(chunk, labels)
 
     def _wait_for_camera_results(self, window: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

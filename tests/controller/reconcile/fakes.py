@@ -59,6 +59,8 @@ class FakeServing:
     down: bool = False  # the server cannot be asked
 
     def golden_labels(self, images: np.ndarray) -> np.ndarray:
+        if self.down:
+            raise ConnectionError("Triton is not answering")
         self.labelled += len(images)
         return label_of(images)
 
