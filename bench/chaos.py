@@ -418,7 +418,7 @@ def main() -> int:
     parser.add_argument("--controller-kills", type=int, default=10)
     parser.add_argument("--triton-kills", type=int, default=2)
     parser.add_argument("--window-seconds", type=float, default=30.0)
-    parser.add_argument("--disk-budget-mb", type=int, default=400)
+    parser.add_argument("--disk-budget-mb", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / ".ekya" / "bench-chaos")
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
