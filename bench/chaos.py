@@ -421,6 +421,8 @@ def main() -> int:
     parser.add_argument("--disk-budget-mb", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / ".ekya" / "bench-chaos")
+    parser.add_argument("--models-cache", type=Path, default=ROOT / ".ekya" / "bench-chaos-models",
+                        help="bootstrapped models of earlier runs, reused (the bootstrap checks they fit its config)")
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
     args = parser.parse_args()
     random.seed(args.seed)
@@ -429,8 +431,11 @@ def main() -> int:
     chaos = Chaos(args.out, args.window_seconds, args.disk_budget_mb, args.seed)
     chaos.write_config()
     started = time.time()
+    if args.models_cache.is_dir():
+        shutil.copytree(args.models_cache, chaos.data / "models")
     say(f"{describe()}; data in {chaos.data}; starting the controller (the first start bootstraps the models)")
     chaos.start_controller()
+    shutil.copytree(chaos.data / "models", args.models_cache, dirs_exist_ok=True)  # for the next run
     chaos.start_cameras()
     chaos.wait_windows(0, 3 * args.window_seconds)
     triton_kills_at = set(random.sample(range(1, args.controller_kills), min(args.triton_kills,
