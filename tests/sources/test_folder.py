@@ -42,6 +42,7 @@ CONFIG = {
     "microprofiler": {"subsample": 0.5, "epochs": 1},
     "label_sampling_rate": 0.5,
     "metrics": {"port": 0},
+    "directives": {"port": 0},
     "data": {"dir": "data"},
     "bootstrap": {"history_windows": 1, "edge_crops": 200, "edge_epochs": 5, "golden_crops": 200,
                   "golden_epochs": 1},
