@@ -2,7 +2,9 @@
 
 A daemon thread polls GET /v1/cameras/<name> every `interval_s`; the frame loop reads the last directive
 it got (poll() never blocks on the network). While the controller is away (restarting, unreachable, a
-bad answer) the camera keeps its last directive and the thread backs off, up to `max_backoff_s`.
+bad answer) the camera keeps its last directive and the thread backs off, up to `max_backoff_s`; until
+the first directive it asks every `interval_s` (the controller is starting: window 0 opens a second after
+its first directive).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 class HttpDirectiveWatcher:
-    def __init__(self, base_url: str, camera: str, *, interval_s: float = 1.0, max_backoff_s: float = 10.0,
+    def __init__(self, base_url: str, camera: str, *, interval_s: float = 1.0, max_backoff_s: float = 5.0,
                  timeout_s: float = 2.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.camera = camera
@@ -64,4 +66,5 @@ class HttpDirectiveWatcher:
                 log.log(level, "%s: directive from %s failed (%s); keeping the last one, retrying in %.1fs",
                         self.camera, self.base_url, exc, backoff)
                 self._stop.wait(backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
+                if self.current is not None:  # (before the first one: the controller is starting, ask each interval)
+                    backoff = min(backoff * 2, self.max_backoff_s)

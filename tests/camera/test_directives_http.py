@@ -82,3 +82,10 @@ def test_the_last_directive_is_kept_while_the_controller_is_away(tmp_path: Path)
     finally:
         watcher.close()
         server.close()
+
+
+def test_a_controller_url_that_is_not_http_is_refused(tmp_path: Path, capsys) -> None:
+    from camera.cli import main
+
+    assert main(["--config", str(tmp_path / "c.yaml"), "--name", "cam", "--controller-url", "host:9401"]) == 2
+    assert "expected http://host:port" in capsys.readouterr().err

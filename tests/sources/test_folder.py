@@ -189,15 +189,19 @@ def test_run_one_window_with_a_folder_camera(deployment: Path, bootstrapped: dic
     from controller.config import load_config
     from controller.layout import DataLayout
     from controller.service import run_controller
+    from controller.triton.server import free_port
 
     config = load_config(deployment)
     layout = DataLayout(config.data.dir)
     log = open(deployment.parent / "camera.log", "wb")
+    port = free_port()  # the directive endpoint's: the camera follows it there, not from the data directory
     camera = subprocess.Popen([sys.executable, "-m", "controller.cli", "camera", "--config", str(deployment),
-                               "--name", "cam0", "--windows", "1", "--wait-seconds", "300"],
+                               "--name", "cam0", "--windows", "1", "--wait-seconds", "300",
+                               "--controller-url", f"http://127.0.0.1:{port}"],
                               stdout=log, stderr=subprocess.STDOUT)
     try:
-        controller = run_controller(config, max_windows=1, bootstrap_progress=False, camera_windows=1)
+        controller = run_controller(config, max_windows=1, bootstrap_progress=False, camera_windows=1,
+                                    directives_port=port)
         assert camera.wait(timeout=60) == 0, (deployment.parent / "camera.log").read_text()
     finally:
         if camera.poll() is None:
