@@ -111,7 +111,7 @@ class Deployment:
         """The version the state records as served for the camera (None: none yet); read from any thread."""
         state = self.state
         record = state.cameras.get(camera) if state is not None else None
-        return record.serving_version or None if record is not None else None
+        return (record.serving_version or None) if record is not None else None
 
     def rebuild_state(self) -> ControllerState | None:
         """For when the state file and its last good copy are both unusable: both are moved aside (kept for

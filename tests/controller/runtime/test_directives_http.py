@@ -42,7 +42,7 @@ def running(tmp_path: Path) -> Iterator[Running]:
     harness: list[Harness] = []
 
     def served(camera: str) -> int | None:  # as the deployment reads it: the state's record
-        return harness[0].state.cameras[camera].serving_version or None if harness else None
+        return (harness[0].state.cameras[camera].serving_version or None) if harness else None
 
     channel = FileCameraChannel(DataLayout(tmp_path / "data"), serving_version=served)
     harness.append(make_harness(tmp_path, cameras=channel))
