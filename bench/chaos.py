@@ -172,6 +172,7 @@ class Chaos:
             "triton": {"mode": "embedded", "grpc_port": self.ports["grpc"], "http_port": self.ports["http"],
                        "metrics_port": self.ports["metrics"]},
             "metrics": {"enabled": True, "port": self.ports["controller"]},
+            "directives": {"port": 0},
         }
         self.out.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))

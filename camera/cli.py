@@ -18,6 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, required=True, help="deployment config (YAML)")
     parser.add_argument("--name", required=True, help="camera name from the config")
     parser.add_argument("--triton-url", help="gRPC host:port (default: from the config / the embedded server)")
+    parser.add_argument("--controller-url",
+                        help="the controller's directive endpoint, http://host:port (its `directives` config): "
+                             "the camera follows its directive from there, polled every second, instead of "
+                             "from the file in the data directory")
     parser.add_argument("--windows", type=int, help="stop after this many windows")
     parser.add_argument("--wait-seconds", type=float, default=120.0,
                         help="how long to wait for the controller's first directive (default 120)")
@@ -58,11 +62,15 @@ class EndpointResolver:
 
 def run(args: argparse.Namespace) -> int:
     from camera.client import CameraClient
+    from camera.directives import HttpDirectiveWatcher
     from camera.settings import CameraSettingsError, load_camera_settings
     from protocol.files import CameraFiles
     from sources import SourceError, source_kind
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.controller_url and not args.controller_url.startswith(("http://", "https://")):
+        print(f"error: --controller-url: expected http://host:port, got {args.controller_url!r}", file=sys.stderr)
+        return 2
     try:
         settings = load_camera_settings(args.config, args.name)
         frames = source_kind(settings.source.kind).open(settings.source, settings.context)
@@ -72,10 +80,11 @@ def run(args: argparse.Namespace) -> int:
     # The embedded server's address is read once the controller's directive is there (it is up by then):
     # the camera makes its first window's frames meanwhile. It is read again whenever the client reconnects.
     url = args.triton_url or EndpointResolver(settings)
+    directives = HttpDirectiveWatcher(args.controller_url, args.name) if args.controller_url else None
     client = CameraClient(args.name, frames, CameraFiles(settings.data_dir), url,
                           label_sampling_rate=settings.label_sampling_rate,
                           spool_budget_bytes=settings.spool_budget_bytes,
-                          request_timeout_s=settings.request_timeout_s)
+                          request_timeout_s=settings.request_timeout_s, directives=directives)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -20,6 +20,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -40,6 +41,18 @@ LIVE_EVERY_SECONDS = 2.0
 # to the endpoint as resolved now, is connected at the next request instead.
 RECONNECT_AFTER_FAILURES = 2
 MAX_BACKOFF_S = 2.0
+
+
+class DirectiveSource(Protocol):
+    """Where the camera's directive comes from: the file (DirectiveWatcher) or the controller's endpoint
+    (camera.directives.HttpDirectiveWatcher). poll() is called per frame and must not block."""
+
+    @property
+    def source(self) -> str: ...
+
+    def poll(self) -> CameraDirective | None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -109,6 +122,7 @@ class CameraClient:
         spool_budget_bytes: int = 256 * 2**20,
         request_timeout_s: float = defaults.REQUEST_TIMEOUT_S,
         model_name: str | None = None,
+        directives: DirectiveSource | None = None,
     ) -> None:
         self.name = name
         self.model_name = model_name or name
@@ -120,7 +134,8 @@ class CameraClient:
         self.sampling_rate = label_sampling_rate
         self.request_timeout_s = request_timeout_s
         self.spool = Spool(layout, name, spool_budget_bytes)
-        self.watcher = DirectiveWatcher(layout.directive_file(name))
+        # the controller's HTTP endpoint (HttpDirectiveWatcher) or, by default, the directive file
+        self.watcher: DirectiveSource = directives or DirectiveWatcher(layout.directive_file(name))
         self._client: InferenceClient | None = None
         self._retry_at = 0.0
         self._backoff = 0.1
@@ -182,7 +197,7 @@ class CameraClient:
             if directive is not None:
                 return directive
             if time.time() > deadline:
-                raise TimeoutError(f"{self.name}: no directive at {self.watcher.path} after {timeout_s:.0f}s; "
+                raise TimeoutError(f"{self.name}: no directive from {self.watcher.source} after {timeout_s:.0f}s; "
                                    "is the controller running?")
             stop.wait(0.2)
         raise InterruptedError
@@ -226,6 +241,7 @@ class CameraClient:
             window = max(window + 1, directive.window_at(time.time()))
         if self._client is not None:
             self._client.close()
+        self.watcher.close()
         return done
 
     def run_window(self, window: int, stop: threading.Event, data: WindowData | None = None) -> WindowStats:

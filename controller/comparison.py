@@ -68,6 +68,7 @@ def _config_for_run(raw: dict, base_dir: Path, run_dir: Path, scheduler: str) ->
     data.setdefault("scheduler", {})["name"] = scheduler
     data.setdefault("data", {})["dir"] = str(run_dir / "data")
     data.setdefault("metrics", {})["port"] = 0
+    data.setdefault("directives", {})["port"] = 0  # (runs side by side, each on its own free port)
     triton = data.setdefault("triton", {"mode": "embedded"})
     if triton.get("mode", "embedded") == "embedded":  # each run's own Triton: on free ports, beside anything
         triton.update(free_port_settings(str(triton.get("address", "127.0.0.1"))))

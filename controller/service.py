@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from controller.config import DeploymentConfig
 from controller.runtime.deployment import Deployment
+from controller.runtime.directives_http import DirectivesServer
 from protocol.spool import SPOOL_CHUNK_SECONDS
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ logging.getLogger("apscheduler.scheduler").addFilter(_QuietOverlapSkips())
 def run_controller(config: DeploymentConfig, *, scheduler: str | None = None, max_windows: int | None = None,
                    stop: threading.Event | None = None, keep_triton: bool = False,
                    metrics_port: int | None = None, on_started=None, bootstrap_progress: bool = True,
-                   models_cache=None, camera_windows: int | None = None) -> Deployment:
+                   models_cache=None, camera_windows: int | None = None,
+                   directives_port: int | None = None) -> Deployment:
     """Run until `stop` is set or `max_windows` windows are done; returns the (shut down) deployment."""
     from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -53,6 +55,7 @@ def run_controller(config: DeploymentConfig, *, scheduler: str | None = None, ma
                             bootstrap_progress=bootstrap_progress, models_cache=models_cache,
                             camera_windows=camera_windows)
     metrics_server = None
+    directives_server = None
     aps = BackgroundScheduler(timezone=UTC)
     try:
         reconciler = controller.start()
@@ -61,6 +64,13 @@ def run_controller(config: DeploymentConfig, *, scheduler: str | None = None, ma
             metrics_server = controller.metrics.serve(port, config.metrics.address)
             controller.metrics_url = metrics_server.url
             log.info("metrics on %s", metrics_server.url)
+        if config.directives.enabled:  # up once the models serve: cameras wait for their first directive
+            directives_server = DirectivesServer(
+                controller.camera_channel, config.camera_names, window_seconds=config.window_seconds,
+                metrics=controller.metrics).start(
+                config.directives.port if directives_port is None else directives_port, config.directives.address)
+            controller.directives_url = directives_server.url
+            log.info("camera directives on %s/v1/cameras", directives_server.url)
         if on_started is not None:
             on_started(controller)
         state = controller.state
@@ -121,4 +131,6 @@ def run_controller(config: DeploymentConfig, *, scheduler: str | None = None, ma
         controller.shutdown(stop_triton=not keep_triton)
         if metrics_server is not None:
             metrics_server.close()
+        if directives_server is not None:
+            directives_server.close()
     return controller

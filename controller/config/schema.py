@@ -25,6 +25,7 @@ __all__ = [
     "BootstrapConfig",
     "DataConfig",
     "DeploymentConfig",
+    "DirectivesConfig",
     "EdgeModelConfig",
     "GoldenModelConfig",
     "InferenceConfig",
@@ -166,6 +167,14 @@ class MetricsConfig(ConfigModel):
     address: str = "127.0.0.1"
 
 
+class DirectivesConfig(ConfigModel):
+    """The read-only HTTP endpoint from which cameras read their directive (protocol/directives.py)."""
+
+    enabled: bool = True
+    port: int = Field(9401, ge=0, le=65535)  # 0: any free port
+    address: str = "127.0.0.1"  # loopback; e.g. 0.0.0.0 lets cameras on other hosts read it
+
+
 class InferenceConfig(ConfigModel):
     max_batch_size: int = Field(32, ge=1, le=4096)
     max_instances: int = Field(4, ge=1, le=64)  # per camera model
@@ -189,6 +198,7 @@ class DeploymentConfig(ConfigModel):
     triton: Triton = Field(default_factory=lambda: TritonEmbedded(mode="embedded"))
     data: DataConfig = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
     metrics: MetricsConfig = MetricsConfig()
+    directives: DirectivesConfig = DirectivesConfig()
     label_sampling_rate: Fraction = defaults.LABEL_SAMPLING_RATE
     inference: InferenceConfig = InferenceConfig()
     bootstrap: BootstrapConfig = BootstrapConfig()

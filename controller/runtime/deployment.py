@@ -64,6 +64,8 @@ class Deployment:
         self.pool: TrainerPool | None = None
         self.reconciler: Reconciler | None = None
         self.metrics_url: str | None = None
+        self.directives_url: str | None = None  # the directive endpoint, when the service serves it
+        self.camera_channel = FileCameraChannel(self.layout, serving_version=self.served_version)
 
     def start(self) -> Reconciler:
         """Raises DeploymentLocked, having touched nothing, where another controller runs the deployment."""
@@ -90,7 +92,7 @@ class Deployment:
                                  device="cuda:0" if self.gpu else "cpu")
         scope = Scope(config=config, layout=self.layout, state=state, scheduler=self.scheduler,
                       serving=self.serving, trainers=self.pool, profiler=profiler,
-                      cameras=FileCameraChannel(self.layout), choose_device=self.devices.choose, clock=clock,
+                      cameras=self.camera_channel, choose_device=self.devices.choose, clock=clock,
                       metrics=self.metrics, events=events, publisher=publisher,
                       inference=self._inference_profile(), throughput=throughput, cores=self.cores,
                       camera_windows=self.camera_windows, evaluate=TorchEvaluator("cuda:0" if self.gpu else "cpu"),
@@ -104,6 +106,12 @@ class Deployment:
         self._ensure_models(publisher)
         self.reconciler.begin()
         return self.reconciler
+
+    def served_version(self, camera: str) -> int | None:
+        """The version the state records as served for the camera (None: none yet); read from any thread."""
+        state = self.state
+        record = state.cameras.get(camera) if state is not None else None
+        return (record.serving_version or None) if record is not None else None
 
     def rebuild_state(self) -> ControllerState | None:
         """For when the state file and its last good copy are both unusable: both are moved aside (kept for

@@ -43,6 +43,7 @@ CONFIG = {
                       "ahead_every_seconds": 5},
     "label_sampling_rate": 0.8,
     "metrics": {"port": 0},
+    "directives": {"port": 0},
     "bootstrap": {"edge_crops": 800, "edge_epochs": 3, "golden_crops": 3000, "golden_epochs": 5},
 }
 

@@ -42,6 +42,7 @@ CONFIG = {
     "microprofiler": {"subsample": 0.5, "epochs": 1},
     "label_sampling_rate": 0.5,
     "metrics": {"port": 0},
+    "directives": {"port": 0},
     "data": {"dir": "data"},
     "bootstrap": {"history_windows": 1, "edge_crops": 200, "edge_epochs": 5, "golden_crops": 200,
                   "golden_epochs": 1},
@@ -188,15 +189,19 @@ def test_run_one_window_with_a_folder_camera(deployment: Path, bootstrapped: dic
     from controller.config import load_config
     from controller.layout import DataLayout
     from controller.service import run_controller
+    from controller.triton.server import free_port
 
     config = load_config(deployment)
     layout = DataLayout(config.data.dir)
     log = open(deployment.parent / "camera.log", "wb")
+    port = free_port()  # the directive endpoint's: the camera follows it there, not from the data directory
     camera = subprocess.Popen([sys.executable, "-m", "controller.cli", "camera", "--config", str(deployment),
-                               "--name", "cam0", "--windows", "1", "--wait-seconds", "300"],
+                               "--name", "cam0", "--windows", "1", "--wait-seconds", "300",
+                               "--controller-url", f"http://127.0.0.1:{port}"],
                               stdout=log, stderr=subprocess.STDOUT)
     try:
-        controller = run_controller(config, max_windows=1, bootstrap_progress=False, camera_windows=1)
+        controller = run_controller(config, max_windows=1, bootstrap_progress=False, camera_windows=1,
+                                    directives_port=port)
         assert camera.wait(timeout=60) == 0, (deployment.parent / "camera.log").read_text()
     finally:
         if camera.poll() is None:

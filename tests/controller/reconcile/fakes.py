@@ -242,7 +242,8 @@ class Harness:
 
 
 def make_harness(root: Path, scheduler_name: str = "thief", *, state: ControllerState | None = None,
-                 trainers: FakeTrainers | None = None, **overrides) -> Harness:
+                 trainers: FakeTrainers | None = None, cameras: FakeCameras | None = None, **overrides) -> Harness:
+    """`cameras`: the channel to the cameras (any CameraChannel; by default a FakeCameras)."""
     config = parse_config({**CONFIG, **overrides, "data": {"dir": str(root / "data")}}, base_dir=root,
                           source="test")
     layout = DataLayout(Path(config.data.dir))
@@ -256,7 +257,7 @@ def make_harness(root: Path, scheduler_name: str = "thief", *, state: Controller
     serving = FakeServing()
     trainers = trainers or FakeTrainers(root / "jobs")
     profiler = FakeProfiler(root)
-    cameras = FakeCameras()
+    cameras = cameras or FakeCameras()
     publisher = Publisher(serving, fake_export, layout, state, events, clock,
                           save=lambda: state.save(layout.state_file))
     scope = Scope(config=config, layout=layout, state=state, scheduler=scheduler(scheduler_name), serving=serving,
