@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from controller.layout import DataLayout
     from controller.rollback_requests import RollbackQueue, RollbackRefused, RollbackRequest, resolve_target
     from controller.runtime.lock import lock_holder
-    from controller.state import ControllerState
+    from controller.state import ControllerState, StateFileCorrupt
 
     try:
         config = load_config(args.config)
@@ -42,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
     layout = DataLayout(Path(config.data.dir))
     try:
         state = ControllerState.load(layout.state_file)
+    except StateFileCorrupt as exc:  # as `ekya status` says it: both paths and the way out
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
     except (OSError, ValueError) as exc:
         print(f"error: cannot read the controller's state {layout.state_file}: {exc}", file=sys.stderr)
         return 1

@@ -92,3 +92,17 @@ def test_a_running_controller_applies_it_and_the_command_prints_the_new_version(
         thread.join(timeout=10)
         lock.release()
     assert harness.state.cameras["cam0"].serving_version == 3
+
+
+def test_two_corrupt_state_files_are_a_clear_error_not_a_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from controller.state import previous_copy
+
+    harness, config = _deployment(tmp_path)
+    state_file = harness.scope.layout.state_file
+    state_file.write_text('{"window": ')
+    previous_copy(state_file).write_text("")
+    assert _rollback(config, "--camera", "cam0") == 4
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(state_file) in err and str(previous_copy(state_file)) in err
+    assert RollbackQueue(harness.scope.layout).pending() == []
