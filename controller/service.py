@@ -23,6 +23,7 @@ from protocol.spool import SPOOL_CHUNK_SECONDS
 log = logging.getLogger(__name__)
 
 REQUEST_POLL_SECONDS = 1.0  # how often queued rollback requests are looked for between steps
+TRITON_METRICS_SECONDS = 5.0  # how often Triton's metrics are read for the per-camera serving figures
 
 
 class _QuietOverlapSkips(logging.Filter):
@@ -68,7 +69,8 @@ def run_controller(config: DeploymentConfig, *, scheduler: str | None = None, ma
             directives_server = DirectivesServer(
                 controller.camera_channel, config.camera_names, window_seconds=config.window_seconds,
                 metrics=controller.metrics).start(
-                config.directives.port if directives_port is None else directives_port, config.directives.address)
+                config.directives.port if directives_port is None else directives_port,
+                config.directives_bind_address)
             controller.directives_url = directives_server.url
             log.info("camera directives on %s/v1/cameras", directives_server.url)
         if on_started is not None:
@@ -105,6 +107,9 @@ def run_controller(config: DeploymentConfig, *, scheduler: str | None = None, ma
             # planning) while the cameras' requests fail for as long as Triton is down
             aps.add_job(controller.supervisor.check, IntervalTrigger(seconds=1), id="triton-supervisor",
                         coalesce=True, max_instances=1)
+        if controller.triton_figures is not None:  # never fails: Triton down only pauses the figures
+            aps.add_job(controller.triton_figures.poll, IntervalTrigger(seconds=TRITON_METRICS_SECONDS),
+                        id="triton-metrics", coalesce=True, max_instances=1)
         aps.add_job(reconciler.label_open_window, IntervalTrigger(seconds=SPOOL_CHUNK_SECONDS), id="label-ahead",
                     coalesce=True, max_instances=1)
         aps.add_job(reconciler.apply_requests, IntervalTrigger(seconds=REQUEST_POLL_SECONDS), id="requests",

@@ -31,6 +31,7 @@ __all__ = [
     "InferenceConfig",
     "MetricsConfig",
     "MicroprofilerConfig",
+    "NetworkConfig",
     "RetrainingConfig",
     "RollbackConfig",
     "SchedulerConfig",
@@ -183,6 +184,24 @@ class InferenceConfig(ConfigModel):
     full_share: Fraction = 0.25  # the share at which inference keeps up with every frame
     # the controller's labelling and measuring requests in flight at once (golden model, held-out data)
     label_requests_in_flight: int = Field(1, ge=1, le=16)
+    # Each camera model's bounded queue (Triton's queue policy, timeout_action REJECT): a request that
+    # waited queue_timeout_ms is shed, and one that finds max_queue_size requests waiting is refused.
+    # Triton counts only the first kind (nv_inference_request_failure{reason="REJECTED"}), so the queue
+    # is sized for the timeout to shed first; the size is the memory cap behind it.
+    max_queue_size: int = Field(256, ge=1, le=100_000)
+    queue_timeout_ms: int = Field(500, ge=1, le=600_000)
+
+
+class NetworkConfig(ConfigModel):
+    """What other hosts can reach. Default: nothing, every endpoint on loopback. `expose: true` binds the
+    embedded Triton's inference ports (gRPC, HTTP) and the read-only directive endpoint to all interfaces;
+    the model-control API keeps its admin key either way, Triton's metrics port stays on
+    `triton.address` and the controller's /metrics follows `metrics.address`."""
+
+    expose: bool = False
+
+
+ALL_INTERFACES = "0.0.0.0"
 
 
 class DeploymentConfig(ConfigModel):
@@ -199,6 +218,7 @@ class DeploymentConfig(ConfigModel):
     data: DataConfig = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
     metrics: MetricsConfig = MetricsConfig()
     directives: DirectivesConfig = DirectivesConfig()
+    network: NetworkConfig = NetworkConfig()
     label_sampling_rate: Fraction = defaults.LABEL_SAMPLING_RATE
     inference: InferenceConfig = InferenceConfig()
     bootstrap: BootstrapConfig = BootstrapConfig()
@@ -265,6 +285,24 @@ class DeploymentConfig(ConfigModel):
         """The `scheduler:` keys with `retraining_config` resolved (fixed_retraining_config), for
         `Scheduler.parameters_from`."""
         return {**self.scheduler.model_dump(), "retraining_config": self.fixed_retraining_config.name}
+
+    @property
+    def directives_bind_address(self) -> str:
+        return ALL_INTERFACES if self.network.expose else self.directives.address
+
+    @property
+    def triton_bind_address(self) -> str | None:
+        """Where the embedded Triton's gRPC and HTTP ports listen (None: an external Triton)."""
+        if not isinstance(self.triton, TritonEmbedded):
+            return None
+        return ALL_INTERFACES if self.network.expose else self.triton.address
+
+    @property
+    def triton_metrics_url(self) -> str | None:
+        """Triton's Prometheus endpoint: the embedded server's metrics port, or `triton.metrics_url`."""
+        if isinstance(self.triton, TritonEmbedded):
+            return f"http://{self.triton.address}:{self.triton.metrics_port}/metrics"
+        return self.triton.metrics_url
 
     @property
     def model_repository(self) -> Path:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -32,6 +32,9 @@ from prometheus_client import (
 from prometheus_client.registry import Collector
 
 from .gpu_telemetry import GPU_SERIES, GpuCollector
+
+if TYPE_CHECKING:
+    from controller.triton.metrics_reader import ServingCounts
 
 __all__ = ["TRAINER_FAILURE_REASONS", "ControllerMetrics", "MetricsServer", "exported_series_names"]
 
@@ -99,7 +102,8 @@ class ControllerMetrics:
             "Accuracy of the serving model on the last window's freshly labelled frames.")
         self.retrained_accuracy = per_camera(
             Gauge, "ekya_camera_retrained_accuracy_ratio",
-            "Held-out accuracy of the camera's last retrained model (published or not).")
+            "Held-out accuracy of the camera's last published retrained model (a finished job's or the "
+            "micro-profiler's trial model).")
         self.serving_version = per_camera(
             Gauge, "ekya_camera_serving_version", "Triton model version serving the camera.")
         self.inference_share = per_camera(
@@ -124,12 +128,28 @@ class ControllerMetrics:
         self.profiled_error = histogram(
             "ekya_microprofiler_absolute_error_ratio",
             "Absolute error of the micro-profiler's accuracy predictions.", _ERROR_BUCKETS)
+        # from Triton's own counters of the camera's model (controller/triton/metrics_reader.py): every
+        # client of the model counts, ours or not
         self.inference_requests = per_camera(
             Counter, "ekya_camera_inference_requests",
-            "Inference requests sent to Triton by the camera client.")
+            "Inference requests Triton answered for the camera's model: successes, failures and shed.")
+        self.inference_successes = per_camera(
+            Counter, "ekya_camera_inference_successes", "Inference requests of the camera's model that succeeded.")
         self.inference_failures = per_camera(
             Counter, "ekya_camera_inference_failures",
-            "Inference requests that failed or timed out (camera client).")
+            "Inference requests of the camera's model that failed in Triton (shed ones not included).")
+        self.inference_shed = per_camera(
+            Counter, "ekya_camera_inference_shed",
+            "Requests of the camera's model that Triton's queue policy rejected after waiting "
+            "inference.queue_timeout_ms (the camera sends more than its share is served).")
+        self.inference_latency = per_camera(
+            Gauge, "ekya_camera_inference_latency_seconds",
+            "Mean time in Triton (queue and compute) of the camera's successful requests between the last "
+            "two reads of Triton's metrics that saw any.")
+        self.inference_queue_time = per_camera(
+            Gauge, "ekya_camera_inference_queue_seconds",
+            "Mean queue wait in Triton of the camera's successful requests between the last two reads of "
+            "its metrics that saw any.")
 
         # --------------------------------------------------------------------------- controller
         self.window_length = Gauge(
@@ -227,6 +247,28 @@ class ControllerMetrics:
         self.profiled_predicted.labels(camera).set(predicted)
         self.profiled_actual.labels(camera).set(actual)
         self.profiled_error.observe(abs(predicted - actual))
+
+    def add_camera(self, camera: str) -> None:
+        """Create the camera's event counters at zero, so that every series the dashboard and the alerts
+        read exists before its first event (a missing series reads as "no data", not as none)."""
+        for counter in (self.swaps, self.swap_failures, self.state_repairs, self.quarantined_files,
+                        self.inference_requests, self.inference_successes, self.inference_failures,
+                        self.inference_shed):
+            counter.labels(camera)
+        for reason in TRAINER_FAILURE_REASONS:
+            self.trainer_failures.labels(camera, reason)
+        for reason in ROLLBACK_REASONS:
+            self.rollbacks.labels(camera, reason)
+
+    def record_serving(self, camera: str, increments: ServingCounts) -> None:
+        """Triton's figures for the camera's model since the last read (controller/triton/metrics_reader.py)."""
+        self.inference_requests.labels(camera).inc(increments.requests)
+        self.inference_successes.labels(camera).inc(increments.successes)
+        self.inference_failures.labels(camera).inc(increments.failures)
+        self.inference_shed.labels(camera).inc(increments.shed)
+        if increments.successes > 0:
+            self.inference_latency.labels(camera).set(increments.request_us / increments.successes / 1e6)
+            self.inference_queue_time.labels(camera).set(increments.queue_us / increments.successes / 1e6)
 
     def record_inference(self, camera: str, requests: int, failures: int = 0) -> None:
         if requests < 0 or failures < 0:

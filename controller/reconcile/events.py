@@ -43,6 +43,8 @@ class EventLog:
     def published(self, name: str, window: int, slot: Slot, publication: Publication) -> None:
         self.state.swaps += 1
         self.metrics.record_swap(name, ok=True)
+        if slot != "rollback":  # a retrained model (a job's or a trial): its held-out accuracy
+            self.metrics.observe_camera(name, retrained_accuracy=publication.accuracy)
         setattr(self.camera(window, name), slot, publication)
         log.info("%s: %s", name, publication.decision)
 

@@ -32,6 +32,7 @@ from controller.runtime.supervision import EmbeddedTriton, TritonSupervisor
 from controller.state import CameraRecord, ControllerState
 from controller.trainers import TrainerPool, kill_orphans
 from controller.triton.client import TritonClient
+from controller.triton.metrics_reader import TritonFigures
 from controller.triton.repository import ModelRepository
 from controller.triton.server import TritonPorts, TritonServer, new_admin_key_file
 from controller.triton.serving import ServingManager
@@ -65,6 +66,9 @@ class Deployment:
         self.reconciler: Reconciler | None = None
         self.metrics_url: str | None = None
         self.directives_url: str | None = None  # the directive endpoint, when the service serves it
+        self.triton_figures: TritonFigures | None = None  # per-camera figures from Triton's metrics
+        for name in config.camera_names:
+            self.metrics.add_camera(name)
         self.camera_channel = FileCameraChannel(self.layout, serving_version=self.served_version)
 
     def start(self) -> Reconciler:
@@ -82,6 +86,11 @@ class Deployment:
         self.pool = TrainerPool(self.layout.jobs_dir, cores=self.cores, gpu_env=self.devices.worker_env())
         throughput = deployment_throughput(config.resources, self.cores)
         self.serving = self._start_triton()
+        metrics_url = config.triton_metrics_url
+        if metrics_url is None:
+            log.warning("no triton.metrics_url: per-camera request, shed and latency figures are not exported")
+        else:
+            self.triton_figures = TritonFigures(metrics_url, config.camera_names, self.metrics)
         events = EventLog(state, self.metrics)
         clock = SystemClock()
         publisher = Publisher(self.serving, OnnxExporter(config.edge_model.input_size), self.layout, state, events,
@@ -161,8 +170,14 @@ class Deployment:
             admin_key = new_admin_key_file(self.layout.triton_dir / "admin-key")
             embedded = EmbeddedTriton(repository, self.layout.triton_dir, admin_key, triton.address,
                                       TritonPorts(triton.grpc_port, triton.http_port, triton.metrics_port),
-                                      self.layout.triton_dir / "server.json")
+                                      self.layout.triton_dir / "server.json",
+                                      bind_address=self.config.triton_bind_address)
             self.server = TritonServer.attach(embedded.info_file, admin_key)
+            if self.server is not None and self.server.bind_address != self.config.triton_bind_address:
+                log.info("the running embedded Triton listens on %s, the config says %s (network.expose): "
+                         "restarting it", self.server.bind_address, self.config.triton_bind_address)
+                self.server.stop()
+                self.server = None
             if self.server is not None:
                 log.info("reattached to the embedded Triton (pid %d)", self.server.info.pid)
             else:  # none yet, or the one server.json names is dead: a new one on the configured ports
@@ -186,8 +201,12 @@ class Deployment:
         config = self.config
         size = config.edge_model.input_size
         gpu_devices = tuple(config.resources.device_indices) if self.gpu else ()
+        # a camera's model sheds what its queue cannot hold; the golden model serves only the controller
+        camera = name != GOLDEN_MODEL
         return ModelSpec(name=name, input_dims=(3, size, size), max_batch_size=config.inference.max_batch_size,
                          max_queue_delay_us=config.inference.max_queue_delay_us,
+                         max_queue_size=config.inference.max_queue_size if camera else 0,
+                         queue_timeout_us=config.inference.queue_timeout_ms * 1000 if camera else 0,
                          instance_kind="KIND_GPU" if self.gpu else "KIND_CPU", gpus=gpu_devices[:1],
                          backend=config.triton.resolved_backend)
 

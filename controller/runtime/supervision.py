@@ -56,16 +56,17 @@ class EmbeddedTriton:
     ports: TritonPorts
     info_file: Path
     runtime: TritonRuntime | None = None
+    bind_address: str | None = None  # the inference ports' (network.expose: all interfaces); None: address
     port_wait_s: float = 30.0
 
     def start(self) -> TritonServer:
-        if not wait_for_ports(self.ports, self.address, self.port_wait_s):
+        if not wait_for_ports(self.ports, self.bind_address or self.address, self.port_wait_s):
             raise TritonStartError(f"Triton's ports {self.ports} on {self.address} are still in use after "
                                    f"{self.port_wait_s:.0f}s")
         names = [m for m in self.repository.models() if self.repository.versions(m)]
         server = TritonServer(self.repository.root, self.work_dir, admin_key=self.admin_key, address=self.address,
                               grpc_port=self.ports.grpc, http_port=self.ports.http, metrics_port=self.ports.metrics,
-                              load_models=names, runtime=self.runtime)
+                              bind_address=self.bind_address, load_models=names, runtime=self.runtime)
         server.start()
         server.save_info(self.info_file)
         return server

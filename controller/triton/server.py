@@ -1,7 +1,8 @@
 """The embedded Triton Inference Server: a real `tritonserver` process on loopback.
 
-Explicit model control, auto-complete off, gRPC/HTTP/metrics bound to one address on chosen or free
-ports, every API that changes the server's behaviour (model repository, logging, trace, shared memory)
+Explicit model control, auto-complete off, gRPC/HTTP/metrics on chosen or free ports of one address
+(the inference ports, gRPC and HTTP, optionally on another: all interfaces when a deployment exposes
+them; metrics stay on the first), every API that changes the server's behaviour (model repository, logging, trace, shared memory)
 restricted by an admin key on gRPC AND HTTP, logs to a file, readiness wait and clean shutdown.
 
 The admin key never appears on the server's command line (/proc/PID/cmdline is world-readable) nor in its
@@ -147,6 +148,7 @@ class ServerInfo:
     metrics_port: int
     repository: str
     log_file: str
+    bind_address: str | None = None  # where gRPC and HTTP listen; None: `address`
 
     @property
     def grpc_url(self) -> str:
@@ -177,6 +179,7 @@ class TritonServer:
         grpc_port: int = 0,
         http_port: int = 0,
         metrics_port: int = 0,
+        bind_address: str | None = None,
         load_models: list[str] | None = None,
         log_verbose: int = 0,
         runtime: TritonRuntime | None = None,
@@ -185,7 +188,8 @@ class TritonServer:
             raise ValueError("an admin key is required: the model-control API is never left open")
         self.repository = Path(repository).resolve()
         self.work_dir = Path(work_dir).resolve()
-        self.address = address
+        self.address = address  # clients connect here; the metrics port listens here
+        self.bind_address = bind_address or address  # the inference ports (gRPC, HTTP) listen here
         self._admin_key = admin_key
         self._requested_ports = (grpc_port, http_port, metrics_port)
         self.load_models = list(load_models or [])
@@ -211,9 +215,9 @@ class TritonServer:
             f"--backend-directory={runtime.backend_dir}",
             f"--cache-directory={runtime.cache_dir}",
             f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
-            f"--grpc-address={self.address}",
+            f"--grpc-address={self.bind_address}",
             f"--grpc-port={ports.grpc}",
-            f"--http-address={self.address}",
+            f"--http-address={self.bind_address}",
             f"--http-port={ports.http}",
             f"--metrics-address={self.address}",
             f"--metrics-port={ports.metrics}",
@@ -237,7 +241,7 @@ class TritonServer:
             keyshim = runtime.keyshim or build_keyshim(self.work_dir / "runtime")
         except TritonUnavailableError as exc:
             raise TritonStartError(str(exc)) from exc
-        ports = pick_ports(self.address, *self._requested_ports)
+        ports = pick_ports(self.bind_address, *self._requested_ports)
         env = runtime.environment()
         env["LD_PRELOAD"] = str(keyshim)  # the shim unsets it again: the backend stubs do not inherit it
         key_read, key_write = os.pipe()  # the key travels through a pipe only this child inherits
@@ -269,6 +273,7 @@ class TritonServer:
             metrics_port=ports.metrics,
             repository=str(self.repository),
             log_file=str(self.log_file),
+            bind_address=self.bind_address,
         )
         log.info("tritonserver pid %d: grpc %s, http %s, log %s", self.process.pid, self.info.grpc_url,
                  self.info.http_url, self.log_file)
@@ -334,7 +339,8 @@ class TritonServer:
             if not _pid_alive(info.pid) or time.monotonic() > deadline:
                 return None
             time.sleep(0.2)
-        server = cls(info.repository, Path(info.log_file).parent, admin_key=admin_key, address=info.address)
+        server = cls(info.repository, Path(info.log_file).parent, admin_key=admin_key, address=info.address,
+                     bind_address=info.bind_address)
         server.info = info
         return server
 

@@ -43,6 +43,11 @@ class ModelSpec(BaseModel):
     max_batch_size: int = Field(64, ge=1)
     dynamic_batching: bool = True
     max_queue_delay_us: int = Field(500, ge=0)
+    # Shedding (dynamic batching only): at most this many requests wait in the model's queue, and one
+    # that waited longer than queue_timeout_us is rejected, so a flooding client gets errors back
+    # instead of an unbounded queue that delays every other request. 0 = unbounded / no timeout.
+    max_queue_size: int = Field(0, ge=0)
+    queue_timeout_us: int = Field(0, ge=0)
     instance_count: int = Field(1, ge=1, le=64)
     instance_kind: InstanceKind = "KIND_CPU"
     gpus: tuple[int, ...] = ()  # pin KIND_GPU instances to these devices
@@ -92,7 +97,7 @@ def render_config(spec: ModelSpec) -> str:
     lines += ["  }", "]"]
     lines.append(f"version_policy: {{ latest: {{ num_versions: {spec.versions_served} }} }}")
     if spec.dynamic_batching:
-        lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {spec.max_queue_delay_us} }}")
+        lines += render_dynamic_batching(spec)
     if spec.backend == "ekya_onnx":
         lines += [
             "parameters [",
@@ -101,3 +106,18 @@ def render_config(spec: ModelSpec) -> str:
             "]",
         ]
     return "\n".join(lines) + "\n"
+
+
+def render_dynamic_batching(spec: ModelSpec) -> list[str]:
+    """The `dynamic_batching` block, with the bounded queue (timeout_action REJECT) when one is set."""
+    lines = ["dynamic_batching {", f"  max_queue_delay_microseconds: {spec.max_queue_delay_us}"]
+    if spec.max_queue_size or spec.queue_timeout_us:
+        lines += [
+            "  default_queue_policy {",
+            "    timeout_action: REJECT",
+            f"    default_timeout_microseconds: {spec.queue_timeout_us}",
+            "    allow_timeout_override: false",
+            f"    max_queue_size: {spec.max_queue_size}",
+            "  }",
+        ]
+    return lines + ["}"]

@@ -30,6 +30,7 @@ REQUIRED_ALERTS = {
     "EkyaDataDirNearBudget",
     "EkyaTritonDown",
     "EkyaTritonRestarting",
+    "EkyaCameraShedding",
 }
 
 

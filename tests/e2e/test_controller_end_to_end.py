@@ -20,6 +20,7 @@ from controller.config import load_config
 from controller.layout import DataLayout
 from controller.service import run_controller
 from controller.state import ControllerState
+from tests.metrics_coverage import MetricsScraper, missing, read_metric_names
 from tests.triton_helpers import embedded_triton_section
 
 WINDOW_S = 30  # room for a second profile during a window on a slow 2-core CPU (AVX2 only: ~3x slower training)
@@ -67,8 +68,10 @@ def test_controller_end_to_end_with_restart(tmp_path: Path):
     layout = DataLayout(Path(config.data.dir))
     cameras: list[subprocess.Popen] = []
     scraped: dict[str, str] = {}
+    scraper = MetricsScraper()  # the deployment's /metrics and Triton's, over HTTP while they run
 
     def on_started(controller) -> None:
+        scraper.watch(controller.metrics_url, config.triton_metrics_url)
         with urllib.request.urlopen(controller.metrics_url, timeout=10) as response:
             scraped["text"] = response.read().decode()
         for name in config.camera_names:
@@ -88,11 +91,13 @@ def test_controller_end_to_end_with_restart(tmp_path: Path):
         assert not _workers_alive(str(tmp_path)), "a trainer outlived its controller"
 
         # Phase B: a new controller resumes: it plans window 2 (with window 1's data) and closes it.
-        second = run_controller(config, max_windows=WINDOWS, on_started=lambda c: None, bootstrap_progress=False)
+        second = run_controller(config, max_windows=WINDOWS, on_started=lambda c: scraper.watch(c.metrics_url),
+                                bootstrap_progress=False)
         assert second.server is not None and second.server.info.pid == server_a["pid"], "did not reattach to Triton"
         for process in cameras:
             process.wait(timeout=60)
     finally:
+        seen = scraper.stop()
         for process in cameras:
             if process.poll() is None:
                 process.kill()
@@ -163,3 +168,9 @@ def test_controller_end_to_end_with_restart(tmp_path: Path):
         after = evaluate(load_model(state.cameras[name].serving_checkpoint), drifted)
         gains[name] = (round(before, 3), round(after, 3))
     assert gains and max(after - before for before, after in gains.values()) > 0.02, gains
+
+    # Every metric the Grafana dashboard and the alert rules read was really set by the running deployment
+    # (read over HTTP from its /metrics and Triton's, not from a registry); the GPU series only on a GPU.
+    assert scraper.scrapes > 0
+    unset = missing(seen, read_metric_names(), gpu=config.resources.mode == "gpu")
+    assert not unset, f"the dashboard or the alerts read metrics the deployment never set: {sorted(unset)}"
