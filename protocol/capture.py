@@ -5,9 +5,9 @@ them (`rate` per request: a hash of the client's request id where it sent one, s
 same frames; random otherwise) and writes them in chunks, atomically (temp file + rename: a reader never
 sees half a chunk), every `chunk_seconds` from a daemon thread and at close:
 
-    <capture dir>/<model>/cap-<flush time ns>-<pid>-<seq>.npz
+    <capture dir>/<model>/cap-<flush time ns>-<pid>-<writer token>-<seq>.npz
 
-(several instances and processes write into one directory without colliding). A chunk holds, per crop:
+(several instances, processes and writers write into one directory without colliding). A chunk holds, per crop:
 `images` uint8 [N,H,W,3] (the model's FP32 NCHW [0,1] input turned back into what the camera sent),
 `arrival` float64 (server-side seconds since the epoch), `request_id` (str, "" when none), `prediction`
 int64 (the served top-1 class) and `version` int64 (the model version that answered). The controller
@@ -24,6 +24,7 @@ import hashlib
 import logging
 import os
 import random
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -67,9 +68,10 @@ def request_draw(request_id: str) -> float:
     return int.from_bytes(digest, "big") / 2.0**64
 
 
-def chunk_name(flushed_at: float, pid: int, sequence: int) -> str:
-    """Sorts by flush time; the pid and a per-writer sequence keep instances and processes apart."""
-    return f"{CHUNK_PREFIX}{int(flushed_at * 1e9):020d}-{pid}-{sequence:06d}{CHUNK_SUFFIX}"
+def chunk_name(flushed_at: float, pid: int, token: str, sequence: int) -> str:
+    """Sorts by flush time; the pid, a writer's random token and its sequence keep instances, processes
+    and writers apart."""
+    return f"{CHUNK_PREFIX}{int(flushed_at * 1e9):020d}-{pid}-{token}-{sequence:06d}{CHUNK_SUFFIX}"
 
 
 def chunk_files(directory: Path) -> list[Path]:
@@ -183,6 +185,7 @@ class CaptureWriter:
         self._counts = CaptureCounts()
         self._reported = CaptureCounts()
         self._sequence = 0
+        self._token = secrets.token_hex(3)
         self._last_error_log = -float("inf")
         self._errors_unlogged = 0
         self._disk_bytes = self._scan_usage()
@@ -258,7 +261,7 @@ class CaptureWriter:
                                   np.concatenate(pending.request_id), np.concatenate(pending.prediction),
                                   np.concatenate(pending.version))
             self._sequence += 1
-            path = self.directory / chunk_name(self.clock(), os.getpid(), self._sequence)
+            path = self.directory / chunk_name(self.clock(), os.getpid(), self._token, self._sequence)
             _atomic_savez(path, crops)
         except Exception as exc:
             with self._lock:
