@@ -60,7 +60,10 @@ class CameraRecord(BaseModel):
     serving_checkpoint: str | None = None  # the PyTorch checkpoint behind the served version
     publishing: PendingPublish | None = None  # the intent of a publish not yet confirmed
     serving_accuracy: float | None = None  # on the latest golden-labelled held-out data
-    live_accuracy: float | None = None  # the camera client's own measurement, latest window
+    # the serving model's agreement with the golden labels on the latest closed window's captured samples
+    # (else the camera client's own measurement)
+    live_accuracy: float | None = None
+    captured: int = 0  # crops the camera's Triton model captured that reached the spool, in all
     stride: float = 1.0
     inference_share: float = 0.0
     training_share: float = 0.0

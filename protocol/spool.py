@@ -4,8 +4,10 @@ Chunks are written atomically (never half-written) and unlabelled: retraining la
 golden model, written beside the chunk (`.labels.npy`, atomically) by whoever labels it first: the
 controller labels the open window's chunks as they arrive, and what is left when the window closes.
 When the source has ground truth it is kept beside the chunk (`.truth.npy`) for measuring, never for
-training. Disk use is bounded: the oldest chunks go first. A chunk or sidecar that cannot be read is
-quarantined (protocol/quarantine.py) and the window goes on without it.
+training. Crops captured by the serving model keep its top-1 classes beside the chunk (`.served.npy`):
+with the golden labels, the serving model's live accuracy (golden agreement). Disk use is bounded: the
+oldest chunks go first. A chunk or sidecar that cannot be read is quarantined (protocol/quarantine.py)
+and the window goes on without it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from trainer.streams.base import NUM_CLASSES, UNLABELLED, WindowData, WindowData
 
 log = logging.getLogger(__name__)
 
-SIDECARS = (".truth.npy", ".labels.npy")  # files beside a chunk: ground truth, golden labels
+SIDECARS = (".truth.npy", ".labels.npy", ".served.npy")  # beside a chunk: ground truth, golden labels, served
 SPOOL_CHUNK_SECONDS = 5.0  # a camera writes its sampled frames this often: the labeller's cadence too
 
 
@@ -45,12 +47,21 @@ class Spool:
         self.root = layout.spool_root(camera)
         self.quarantine = quarantine or Quarantine(layout)  # where a corrupt chunk or sidecar goes
 
-    def write_chunk(self, window: int, index: int, crops: WindowData) -> Path | None:
+    def chunk_path(self, window: int, index: int | str) -> Path:
+        """A chunk's file: numbered (a camera's N-th of the window) or named (after its capture file)."""
+        name = f"chunk-{index:05d}.npz" if isinstance(index, int) else f"chunk-{index}.npz"
+        return self.layout.spool_dir(self.camera, window) / name
+
+    def write_chunk(self, window: int, index: int | str, crops: WindowData,
+                    served: np.ndarray | None = None) -> Path | None:
+        """`served`: the serving model's class per crop, written before the chunk (a chunk, once there,
+        has its sidecar)."""
         if len(crops) == 0:
             return None
-        directory = self.layout.spool_dir(self.camera, window)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"chunk-{index:05d}.npz"
+        path = self.chunk_path(window, index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if served is not None:
+            _save_array(path.with_suffix(".served.npy"), np.asarray(served, dtype=np.int64))
         truth = crops.labels.copy()
         crops.with_labels(np.full(len(crops), UNLABELLED, dtype=np.int64)).save(path)
         if np.any(truth >= 0):
@@ -91,6 +102,21 @@ class Spool:
     def write_labels(self, chunk: Path, labels: np.ndarray) -> None:
         """Golden labels of one chunk's crops, in its order."""
         _save_array(chunk.with_suffix(".labels.npy"), np.asarray(labels, dtype=np.int64))
+
+    def served_agreement(self, window: int) -> tuple[int, int]:
+        """(crops whose served class equals their golden label, crops with both) over the window's chunks:
+        the serving model's accuracy on live traffic, where no ground truth is known."""
+        agree = total = 0
+        for chunk in self.chunks(window):
+            if not chunk.with_suffix(".labels.npy").is_file() or not chunk.with_suffix(".served.npy").is_file():
+                continue
+            served = self._read_sidecar(chunk, ".served.npy", None)
+            labels = self._read_sidecar(chunk, ".labels.npy", None)
+            if served is None or labels is None or len(served) != len(labels):
+                continue  # (one of different length than its chunk: read_window quarantines it)
+            agree += int((served == labels).sum())
+            total += len(labels)
+        return agree, total
 
     def read_window(self, window: int) -> tuple[WindowData, np.ndarray | None]:
         """All spooled crops of `window`, golden-labelled where their chunk was (UNLABELLED otherwise),
@@ -144,7 +170,7 @@ class Spool:
             if sidecar.exists():
                 self.quarantine.move(self.camera, sidecar, f"beside the quarantined {chunk.name}")
 
-    def _read_sidecar(self, chunk: Path, suffix: str, length: int) -> np.ndarray | None:
+    def _read_sidecar(self, chunk: Path, suffix: str, length: int | None) -> np.ndarray | None:
         """A chunk's golden labels or ground truth: one class index per crop, or None where there is none
         (a corrupt one is quarantined: its chunk is then labelled again, or measured without truth)."""
         path = chunk.with_suffix(suffix)
@@ -155,9 +181,10 @@ class Spool:
                 values = np.load(fh, allow_pickle=False)
             if not isinstance(values, np.ndarray):  # an .npz
                 raise ValueError(f"not a .npy array ({type(values).__name__})")
-            if values.shape != (length,) or values.dtype.kind not in "iu":
-                raise ValueError(f"expected {length} integer labels, got {values.dtype} {list(values.shape)}")
-            if length and (values.min() < UNLABELLED or values.max() >= NUM_CLASSES):
+            if values.ndim != 1 or (length is not None and len(values) != length) or values.dtype.kind not in "iu":
+                raise ValueError(f"expected {'a row of' if length is None else length} integer labels, "
+                                 f"got {values.dtype} {list(values.shape)}")
+            if len(values) and (values.min() < UNLABELLED or values.max() >= NUM_CLASSES):
                 raise ValueError(f"labels outside [{UNLABELLED}, {NUM_CLASSES - 1}]")
             return values.astype(np.int64)
         except FileNotFoundError:  # dropped with its chunk by the disk budget

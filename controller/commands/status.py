@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"no controller state at {layout.state_file}: has `ekya run` been started?", file=sys.stderr)
         return 1
     if args.json:
-        print(state.model_dump_json(indent=2))
+        print(json.dumps(_as_json(state), indent=2))
         return 0
     console = Console()
     now = time.time()
@@ -49,13 +49,13 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"window {state.window} ({in_window:.0f}s of {state.window_seconds:.0f}s), "
                   f"{state.swaps} swaps ({state.failed_swaps} failed), {state.trainer_failures} trainer failures")
     table = Table(title="cameras")
-    for column in ("camera", "version", "accuracy (held-out)", "window accuracy", "inference share", "stride",
-                   "instances", "training share", "config"):
+    for column in ("camera", "version", "accuracy (held-out)", "window accuracy", "captured", "inference share",
+                   "stride", "instances", "training share", "config"):
         table.add_column(column)
     for name, cam in state.cameras.items():
         live = json.loads(layout.live_file(name).read_text()) if layout.live_file(name).exists() else {}
         version = str(cam.serving_version) + (f" (=v{cam.serving_origin})" if cam.serving_origin else "")
-        table.add_row(name, version, _fmt(cam.serving_accuracy), _fmt(cam.live_accuracy),
+        table.add_row(name, version, _fmt(cam.serving_accuracy), _fmt(cam.live_accuracy), str(cam.captured),
                       _fmt(cam.inference_share, ".2f"), str(live.get("stride", cam.stride)), str(cam.instances),
                       _fmt(cam.training_share, ".2f"), cam.config or "-")
     console.print(table)
@@ -71,6 +71,14 @@ def run(args: argparse.Namespace) -> int:
         console.print("no trainers running")
     _print_rollbacks(console, state, layout)
     return 0
+
+
+def _as_json(state) -> dict:
+    """The state, each camera led by its serving `version` and the crops `captured` for it so far."""
+    payload = json.loads(state.model_dump_json())
+    payload["cameras"] = {name: {"version": cam["serving_version"], "captured": cam["captured"], **cam}
+                          for name, cam in payload["cameras"].items()}
+    return payload
 
 
 def _print_rollbacks(console, state, layout) -> None:

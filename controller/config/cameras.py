@@ -10,7 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from sources.registry import on_source_kinds_changed
 
-from .fields import ConfigModel
+from .fields import ConfigModel, Fraction
 from .sources import Source, source_union
 
 __all__ = ["CAMERA_NAME_PATTERN", "RESERVED_CAMERA_NAMES", "CameraConfig"]
@@ -23,6 +23,8 @@ RESERVED_CAMERA_NAMES = frozenset({"golden"})  # the golden model is served unde
 class CameraConfig(ConfigModel):
     name: Annotated[str, Field(pattern=CAMERA_NAME_PATTERN)]
     source: Source
+    # fraction of the camera's requests its Triton model captures for labelling (default: the deployment's)
+    label_sampling_rate: Fraction | None = None
 
     @field_validator("name")
     @classmethod

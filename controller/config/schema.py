@@ -151,6 +151,9 @@ class DataConfig(ConfigModel):
     keep_windows: int = Field(2, ge=1, le=1000)
     keep_window_records: int = Field(100, ge=4, le=100_000)
     max_log_mb: int = Field(64, ge=1, le=100_000)
+    # where the camera models write the samples they capture (default <dir>/capture), until the controller
+    # moves them into its spool; as Triton sees it: triton.capture_dir
+    capture_dir: ConfigPath | None = None
 
 
 class RollbackConfig(ConfigModel):
@@ -307,6 +310,27 @@ class DeploymentConfig(ConfigModel):
     @property
     def model_repository(self) -> Path:
         return self.triton.model_repository or self.data.dir / "model_repository"
+
+    @property
+    def capture_dir(self) -> Path:
+        """Where the camera models' captured samples land, as the controller sees it."""
+        return self.data.capture_dir or self.data.dir / "capture"
+
+    @property
+    def capture_dir_for_triton(self) -> str:
+        """The same directory as the Triton server sees it (another container may mount it elsewhere)."""
+        return self.triton.capture_dir or str(self.capture_dir)
+
+    @property
+    def capture_budget_bytes(self) -> int:
+        """A camera's capture directory's budget: a quarter of its part of the data directory's (captured
+        samples wait there only until the controller's next pass)."""
+        return int(self.data.disk_budget_mb * 2**20 / max(1, len(self.cameras)) / 4)
+
+    def sampling_rate(self, camera: str) -> float:
+        """The fraction of the camera's requests captured for labelling."""
+        override = self.camera(camera).label_sampling_rate
+        return self.label_sampling_rate if override is None else override
 
     @property
     def mps_dir(self) -> Path | None:

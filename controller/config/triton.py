@@ -34,6 +34,9 @@ class _TritonCommon(ConfigModel):
     backend: Literal["auto", "onnxruntime", "ekya_onnx"] = "auto"
     model_repository: ConfigPath | None = None  # default <data.dir>/model_repository
     admin_call_timeout_s: float = Field(30.0, gt=0.0, le=3600.0)  # every load/unload call times out
+    # data.capture_dir as the Triton server sees it (a Triton in another container mounts it elsewhere);
+    # default: the same path. Not resolved against the config file: it is a path on Triton's side.
+    capture_dir: Annotated[str, Field(min_length=1)] | None = None
     admin_key: Any = Field(None, repr=False, exclude=True)  # never accepted: see _INLINE_KEY_MESSAGE
 
     @field_validator("admin_key", mode="before")

@@ -41,6 +41,8 @@ __all__ = ["TRAINER_FAILURE_REASONS", "ControllerMetrics", "MetricsServer", "exp
 # Trainer failure reasons are a closed set (a label value per failure text would explode cardinality).
 TRAINER_FAILURE_REASONS = ("oom", "crash", "timeout", "killed", "invalid_output", "other")
 ROLLBACK_REASONS = ("manual", "auto")  # `ekya rollback`; a published model worse on live data
+# captured crops dropped: from before window 0; their window closed before they reached the controller
+CAPTURE_DISCARD_REASONS = ("before_start", "closed_window")
 
 _WINDOW_BUCKETS = (1, 5, 10, 20, 30, 60, 120, 200, 300, 600, 1200, 3600)
 _PLANNING_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -150,6 +152,13 @@ class ControllerMetrics:
             Gauge, "ekya_camera_inference_queue_seconds",
             "Mean queue wait in Triton of the camera's successful requests between the last two reads of "
             "its metrics that saw any.")
+        self.captured_crops = per_camera(
+            Counter, "ekya_camera_captured_crops",
+            "Crops the camera's Triton model captured (server side) that reached the controller's spool.")
+        self.capture_discarded = Counter(
+            "ekya_camera_capture_discarded_crops",
+            "Captured crops the controller dropped, by reason (before_start: before window 0; closed_window: "
+            "their window had closed when they reached the controller).", ["camera", "reason"], registry=r)
 
         # --------------------------------------------------------------------------- controller
         self.window_length = Gauge(
@@ -276,6 +285,16 @@ class ControllerMetrics:
         self.inference_requests.labels(camera).inc(requests)
         self.inference_failures.labels(camera).inc(failures)
 
+    def record_capture(self, camera: str, ingested: int, discarded: Mapping[str, int]) -> None:
+        """Captured crops moved into the spool, and those dropped (by reason)."""
+        if ingested:
+            self.captured_crops.labels(camera).inc(ingested)
+        for reason, count in discarded.items():
+            if reason not in CAPTURE_DISCARD_REASONS:
+                raise ValueError(f"discard reason must be one of {CAPTURE_DISCARD_REASONS}, got {reason!r}")
+            if count:
+                self.capture_discarded.labels(camera, reason).inc(count)
+
     def record_swap(self, camera: str, ok: bool) -> None:
         (self.swaps if ok else self.swap_failures).labels(camera).inc()
 
@@ -310,6 +329,11 @@ class ControllerMetrics:
         for reason in ROLLBACK_REASONS:
             try:
                 self.rollbacks.remove(camera, reason)
+            except KeyError:
+                pass
+        for reason in CAPTURE_DISCARD_REASONS:
+            try:
+                self.capture_discarded.remove(camera, reason)
             except KeyError:
                 pass
 

@@ -1,6 +1,8 @@
-"""Closing a window: the cameras' own measurements, the spooled frames golden-labelled (most of them
-already during the window), a held-out part kept as the window's test set, the serving models
-measured on it, and each camera's error growth for the drift forecast."""
+"""Closing a window: the cameras' own measurements, the samples captured by the serving models moved into
+the spool (controller/reconcile/ingest.py), the spooled frames golden-labelled (most of them already
+during the window), the serving models' live accuracy (their agreement with the golden labels on the
+captured samples), a held-out part kept as the window's test set, the serving models measured on it, and
+each camera's error growth for the drift forecast."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import logging
 import time
 
 from controller.planner.drift import Measurement, error_growth
+from controller.reconcile.ingest import CaptureIngest
 from controller.reconcile.rollback import Rollbacks
 from controller.reconcile.scope import Scope
 
@@ -20,12 +23,14 @@ class WindowCloser:
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
         self.rollbacks = Rollbacks(scope)
+        self.ingest = CaptureIngest(scope)
         self._labelling_paused = False  # the label-ahead pass found Triton not answering (logged once)
 
     def close(self, window: int) -> None:
         scope = self.scope
         state = scope.state
         self._wait_for_camera_results(window, timeout_s=min(5.0, 0.1 * state.window_seconds))
+        self.ingest.run()
         for name in scope.config.camera_names:
             try:
                 self._close_camera(name, window)
@@ -43,6 +48,12 @@ class WindowCloser:
             scope.metrics.record_inference(name, int(result.get("requests", 0)), int(result.get("failed_requests", 0)))
             entry.window_accuracy = result.get("accuracy")
         spool = scope.spool(name)
+        # captured chunks' labels beside them, for the agreement (Triton down: those left are labelled
+        # below, or the close fails)
+        self._label_chunks(name, window, captured_only=True)
+        agreement = self._agreement(name, window)
+        if agreement is not None:  # captured samples, golden-labelled: the live accuracy there is
+            cam.live_accuracy = agreement
         data, truth = spool.read_window(window)
         spool.drop_windows_before(window)
         if len(data) < MIN_CROPS:
@@ -70,28 +81,47 @@ class WindowCloser:
     def label_open_window(self) -> None:
         """Golden-label the open window's spooled chunks as they arrive, so closing the window labels
         only its last chunk: the labels, and so the window's retraining, come sooner."""
+        self.ingest.run()
         state = self.scope.state
         window = state.window
         if window < 0 or window <= state.closed:
             return
         for name in self.scope.config.camera_names:
-            spool = self.scope.spool(name)
-            for chunk in spool.unlabelled_chunks(window):
-                part = spool.load_chunk(chunk)  # None: dropped by the disk budget meanwhile, or quarantined
-                if part is None:
-                    continue
-                try:
-                    labels = self.scope.serving.golden_labels(part.images)
-                except Exception as exc:  # Triton down or restarting: the next pass (or the close) labels it
-                    if not self._labelling_paused:
-                        log.warning("golden labelling paused: %s (the chunks wait for the next pass or the "
-                                    "window's close)", exc)
-                    self._labelling_paused = True
-                    return
-                if self._labelling_paused:
-                    log.info("golden labelling resumed")
-                    self._labelling_paused = False
-                spool.write_labels(chunk, labels)
+            if not self._label_chunks(name, window):
+                return
+            agreement = self._agreement(name, window)
+            if agreement is not None:  # the window's live accuracy so far
+                self.scope.metrics.observe_camera(name, live_accuracy=agreement)
+
+    def _label_chunks(self, name: str, window: int, captured_only: bool = False) -> bool:
+        """Golden-label the window's unlabelled chunks of the camera (`captured_only`: those with the served
+        classes beside them); False when Triton does not answer."""
+        spool = self.scope.spool(name)
+        for chunk in spool.unlabelled_chunks(window):
+            if captured_only and not chunk.with_suffix(".served.npy").is_file():
+                continue
+            part = spool.load_chunk(chunk)  # None: dropped by the disk budget meanwhile, or quarantined
+            if part is None:
+                continue
+            try:
+                labels = self.scope.serving.golden_labels(part.images)
+            except Exception as exc:  # Triton down or restarting: the next pass (or the close) labels it
+                if not self._labelling_paused:
+                    log.warning("golden labelling paused: %s (the chunks wait for the next pass or the "
+                                "window's close)", exc)
+                self._labelling_paused = True
+                return False
+            if self._labelling_paused:
+                log.info("golden labelling resumed")
+                self._labelling_paused = False
+            spool.write_labels(chunk, labels)
+        return True
+
+    def _agreement(self, name: str, window: int) -> float | None:
+        """The serving model's agreement with the golden labels on the window's captured samples labelled
+        so far (None: none yet). Real cameras have no ground truth: this is their accuracy."""
+        agree, total = self.scope.spool(name).served_agreement(window)
+        return agree / total if total else None
 
     def _wait_for_camera_results(self, window: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

@@ -92,7 +92,8 @@ class Scope:
     def observe(self, camera: str) -> None:
         """The camera's serving state, as the metrics show it."""
         cam = self.state.cameras[camera]
-        self.metrics.observe_camera(camera, live_accuracy=cam.serving_accuracy, retrained_accuracy=None,
+        live = cam.live_accuracy if cam.live_accuracy is not None else cam.serving_accuracy
+        self.metrics.observe_camera(camera, live_accuracy=live, retrained_accuracy=None,
                                     serving_version=cam.serving_version, inference_share=cam.inference_share,
                                     training_share=cam.training_share, instances=cam.instances,
                                     frame_stride=cam.stride)

@@ -37,6 +37,7 @@ from controller.triton.repository import ModelRepository
 from controller.triton.server import TritonPorts, TritonServer, new_admin_key_file
 from controller.triton.serving import ServingManager
 from controller.triton.spec import ModelSpec
+from protocol.spool import SPOOL_CHUNK_SECONDS
 
 log = logging.getLogger("controller")
 
@@ -208,7 +209,19 @@ class Deployment:
                          max_queue_size=config.inference.max_queue_size if camera else 0,
                          queue_timeout_us=config.inference.queue_timeout_ms * 1000 if camera else 0,
                          instance_kind="KIND_GPU" if self.gpu else "KIND_CPU", gpus=gpu_devices[:1],
-                         backend=config.triton.resolved_backend)
+                         backend=config.triton.resolved_backend, **self.capture_settings(name))
+
+    def capture_settings(self, name: str) -> dict:
+        """A camera model's capture fields (ModelSpec): its sample of the requests goes to the controller
+        (the golden model captures nothing)."""
+        config = self.config
+        if name not in config.camera_names:
+            return {}
+        # a chunk every few seconds; in short windows more often, so that few crops reach the controller
+        # after their window closed (they are dropped then)
+        chunk_seconds = max(0.5, min(SPOOL_CHUNK_SECONDS, config.window_seconds / 10))
+        return {"capture_dir": config.capture_dir_for_triton, "capture_rate": config.sampling_rate(name),
+                "capture_budget_bytes": config.capture_budget_bytes, "capture_chunk_seconds": chunk_seconds}
 
     def _ensure_models(self, publisher: Publisher) -> None:
         """Serve every camera's model (bootstrapping the initial ones if needed) and the golden model,
@@ -228,7 +241,9 @@ class Deployment:
                 serving.ensure_model(self.model_spec(name))
                 state.cameras[name] = CameraRecord()
                 publisher.serve(name, Path(boot.edge_models[name]))
-        serving.ensure_loaded([*self.config.camera_names, GOLDEN_MODEL])
+        changed = [name for name in self.config.camera_names if name not in missing
+                   and serving.ensure_spec_fields(name, self.capture_settings(name))]
+        serving.ensure_loaded([*self.config.camera_names, GOLDEN_MODEL], reload=changed)
         for name in self.config.camera_names:
             state.cameras[name].instances = serving.instance_count(name)
 

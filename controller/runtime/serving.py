@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -67,9 +68,19 @@ class TritonServing:
     def has_versions(self, model: str) -> bool:
         return bool(self.manager.repository.versions(model))
 
-    def ensure_loaded(self, models: list[str]) -> None:
+    def ensure_spec_fields(self, model: str, fields: dict) -> bool:
+        """Bring a written spec's `fields` (e.g. capture settings from the config) up to date; True when
+        the spec changed (a loaded model then needs a reload)."""
+        spec = self.manager.repository.read_spec(model)
+        if all(getattr(spec, key) == value for key, value in fields.items()):
+            return False
+        self.manager.ensure_model(ModelSpec.model_validate({**spec.model_dump(), **fields}))
+        return True
+
+    def ensure_loaded(self, models: list[str], reload: Sequence[str] = ()) -> None:
+        """Load what is not loaded, and reload `reload` (their config changed)."""
         for name in models:
-            if not self.client.model_ready(name):
+            if name in reload or not self.client.model_ready(name):
                 self.client.load(name)
 
     def instance_count(self, model: str) -> int:

@@ -57,6 +57,13 @@ class ModelSpec(BaseModel):
     # ekya_onnx: "onnxruntime", "torch" (the ONNX graph run by torch, on the instance's GPU if any) or
     # "auto" (torch for GPU instances where onnxruntime has no CUDA provider, else onnxruntime)
     runtime: Literal["auto", "onnxruntime", "torch"] = "auto"
+    # Server-side sample capture (protocol/capture.py): the capture directory as the Triton server sees it
+    # (None: off), the fraction of requests kept, the directory's byte budget, the chunk cadence.
+    # Rendered for ekya_onnx only for now (the native onnxruntime backend needs a capture step of its own).
+    capture_dir: str | None = None
+    capture_rate: float = Field(0.0, ge=0.0, le=1.0)
+    capture_budget_bytes: int = Field(0, ge=0)
+    capture_chunk_seconds: float = Field(5.0, gt=0.0, le=3600.0)
 
     @field_validator("name")
     @classmethod
@@ -99,12 +106,15 @@ def render_config(spec: ModelSpec) -> str:
     if spec.dynamic_batching:
         lines += render_dynamic_batching(spec)
     if spec.backend == "ekya_onnx":
-        lines += [
-            "parameters [",
-            f'  {{ key: "intra_op_threads", value: {{ string_value: "{spec.intra_op_threads}" }} }},',
-            f'  {{ key: "runtime", value: {{ string_value: "{spec.runtime}" }} }}',
-            "]",
-        ]
+        parameters = {"intra_op_threads": str(spec.intra_op_threads), "runtime": spec.runtime}
+        if spec.capture_dir is not None:
+            parameters.update(capture_dir=spec.capture_dir, capture_rate=repr(spec.capture_rate),
+                              capture_budget_bytes=str(spec.capture_budget_bytes),
+                              capture_chunk_seconds=repr(spec.capture_chunk_seconds))
+        lines.append("parameters [")
+        lines.append(",\n".join(f'  {{ key: "{key}", value: {{ string_value: {_quoted(value)} }} }}'
+                                for key, value in parameters.items()))
+        lines.append("]")
     return "\n".join(lines) + "\n"
 
 
@@ -121,3 +131,8 @@ def render_dynamic_batching(spec: ModelSpec) -> list[str]:
             "  }",
         ]
     return lines + ["}"]
+
+
+def _quoted(text: str) -> str:
+    """A protobuf text-format string literal (a path may hold quotes or backslashes)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -106,17 +106,36 @@ class WindowData:
 
         A track's side is a hash of its id and the seed, so the split of a window agrees with the split
         of any part of it: a model trained on the first part of a window is never tested on its own
-        training objects once the whole window is in. Tiny sets keep both sides non-empty."""
+        training objects once the whole window is in. Tiny sets keep both sides non-empty. A crop of unknown
+        track (-1: captured server-side) is an object of its own (_object_keys)."""
         if not 0.0 < held_out_fraction < 1.0:
             raise ValueError(f"held_out_fraction must be in (0, 1), got {held_out_fraction}")
-        tracks = np.unique(self.track_ids)
+        objects = self._object_keys()
+        tracks = np.unique(objects)
         draw = _track_uniform(tracks, seed)
         held_tracks = tracks[draw < held_out_fraction]
         if len(tracks) > 1 and len(held_tracks) in (0, len(tracks)):
             n_held = min(len(tracks) - 1, max(1, round(held_out_fraction * len(tracks))))
             held_tracks = tracks[np.argsort(draw)[:n_held]]
-        held = np.isin(self.track_ids, held_tracks)
+        held = np.isin(objects, held_tracks)
         return self.take(~held), self.take(held)
+
+    def _object_keys(self) -> np.ndarray:
+        """Each crop's object for the split: its track id; where unknown (< 0), the crop itself, keyed
+        (negative, so apart from every track) by its frame and its place among that frame's crops, which
+        stay the same in any part of the window that holds the frame."""
+        keys = self.track_ids.copy()
+        unknown = keys < 0
+        if not unknown.any():
+            return keys
+        frames = self.frame_index[unknown]
+        order = np.argsort(frames, kind="stable")
+        ordered = frames[order]
+        starts = np.r_[0, np.flatnonzero(ordered[1:] != ordered[:-1]) + 1]
+        place = np.empty(len(frames), dtype=np.int64)
+        place[order] = np.arange(len(frames)) - np.repeat(starts, np.diff(np.r_[starts, len(frames)]))
+        keys[unknown] = -1 - ((frames * 1024 + place) % (1 << 62))
+        return keys
 
     def subsample(self, fraction: float, seed: int = 0) -> WindowData:
         """A uniform random sample of `fraction` of the crops (at least one), order preserved."""

@@ -135,3 +135,26 @@ def test_stride_profile_shape():
     prof = stride_profile(w, w.labels.copy(), strides=(1, 2, 3))
     assert prof[1] == pytest.approx(1.0)
     assert prof[3] <= prof[2] <= 1.0
+
+
+def test_crops_of_unknown_track_split_one_by_one_and_a_part_splits_like_the_whole():
+    # captured server-side: no track (-1); a frame (request) of 1-3 crops, frame index the arrival time
+    frames = np.repeat(np.arange(40) * 1_000_003 + 1_700_000_000_000_000, [1 + k % 3 for k in range(40)])
+    n = len(frames)
+    w = WindowData(np.zeros((n, 4, 4, 3), np.uint8), np.zeros(n, np.int64), np.full(n, -1), frames,
+                   frames / 1e6)
+    train, held = w.split(0.25, seed=3)
+    assert len(train) + len(held) == n and 0.1 * n < len(held) < 0.4 * n  # not all on one side
+    key = {(f, k) for f, k in zip(held.frame_index, _place_in_frame(held.frame_index))}
+    part = w.take(np.arange(n // 2))  # the window's first chunks, as profiled ahead of the close
+    _, part_held = part.split(0.25, seed=3)
+    assert {(f, k) for f, k in zip(part_held.frame_index, _place_in_frame(part_held.frame_index))} <= key
+
+
+def _place_in_frame(frames: np.ndarray) -> list[int]:
+    seen: dict[int, int] = {}
+    places = []
+    for f in frames.tolist():
+        places.append(seen.get(f, 0))
+        seen[f] = seen.get(f, 0) + 1
+    return places

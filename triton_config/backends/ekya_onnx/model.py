@@ -11,6 +11,11 @@ Two runtimes, chosen by the model's `runtime` parameter ("auto" by default):
   KIND_GPU instances on a machine whose onnxruntime has no CUDA provider (pip's onnxruntime wheel). Its
   tensors cross the stub through DLPack only.
 Requests queued together by the dynamic batcher are concatenated and run in one call.
+
+Capture (the `capture_dir` parameter; absent: off): after the responses are made, a sample of the requests'
+inputs, with their request id, arrival time and served top-1 class, goes to protocol/capture.py's writer,
+which writes it into `<capture_dir>/<model>/` for the controller to label and train on. It never fails
+or delays a request; its counters are Triton custom metrics (ekya_capture_*), labelled by model.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 import numpy as np
 import triton_python_backend_utils as pb_utils  # provided by the python backend stub
@@ -133,6 +139,83 @@ class _TorchRuntime:
         return responses
 
 
+class _CaptureMetrics:
+    """The writer's counters as Triton custom metrics on the server's metrics port (each instance adds
+    its own counts to the model's series)."""
+
+    def __init__(self, model: str) -> None:
+        from protocol.capture import DROP_REASONS
+
+        counter = pb_utils.MetricFamily.COUNTER
+        self.families = [
+            pb_utils.MetricFamily(name="ekya_capture_samples_total", kind=counter,
+                                  description="Crops captured from served requests and written for the controller."),
+            pb_utils.MetricFamily(name="ekya_capture_dropped_total", kind=counter,
+                                  description="Sampled crops not written, by reason (budget, backlog, error)."),
+            pb_utils.MetricFamily(name="ekya_capture_errors_total", kind=counter,
+                                  description="Errors of the capture (each logged, rate-limited); requests never fail."),
+        ]
+        samples, dropped, errors = self.families
+        self.samples = samples.Metric(labels={"model": model})
+        self.dropped = {r: dropped.Metric(labels={"model": model, "reason": r}) for r in DROP_REASONS}
+        self.errors = errors.Metric(labels={"model": model})
+
+    def add(self, delta) -> None:  # type: ignore[no-untyped-def]
+        if delta.samples:
+            self.samples.increment(delta.samples)
+        for reason, count in delta.dropped.items():
+            if count:
+                self.dropped[reason].increment(count)
+        if delta.errors:
+            self.errors.increment(delta.errors)
+
+    def close(self) -> None:
+        # Metric objects go before their families (the stub insists)
+        self.samples = self.errors = None  # type: ignore[assignment]
+        self.dropped = {}
+        self.families = []
+
+
+class _Capture:
+    """Hands a sample of the served requests to protocol/capture.py's writer; never raises."""
+
+    def __init__(self, params: dict[str, str], args: dict, input_name: str, output_name: str) -> None:
+        from protocol.capture import DEFAULT_CHUNK_SECONDS, CaptureWriter
+
+        model = args["model_name"]
+        self.input_name, self.output_name = input_name, output_name
+        self.version = int(args.get("model_version", "0") or 0)
+        try:
+            self.metrics: _CaptureMetrics | None = _CaptureMetrics(model)
+        except Exception as exc:  # a Triton without custom metrics: capture all the same
+            pb_utils.Logger.log_warn(f"{model}: capture metrics unavailable: {exc}")
+            self.metrics = None
+        self.writer = CaptureWriter(
+            os.path.join(params["capture_dir"], model), float(params.get("capture_rate", "0") or 0),
+            int(params.get("capture_budget_bytes", "0") or 0),
+            float(params.get("capture_chunk_seconds", "") or DEFAULT_CHUNK_SECONDS),
+            on_flush=self.metrics.add if self.metrics is not None else None).start()
+
+    def offer(self, requests: list, outputs: list, arrival: float) -> None:
+        writer = self.writer
+        for request, tensors in zip(requests, outputs):
+            try:
+                request_id = request.request_id() or ""
+                if not writer.wants(request_id):
+                    continue
+                batch = pb_utils.get_input_tensor_by_name(request, self.input_name).as_numpy()
+                logits = next(t for t in tensors if t.name() == self.output_name).as_numpy()
+                writer.add(batch, logits.argmax(axis=1), request_id=request_id, arrival=arrival,
+                           version=self.version)
+            except Exception as exc:  # counted by the writer; the response is already made
+                writer.record_error("reading a request", exc)
+
+    def close(self) -> None:
+        self.writer.close()
+        if self.metrics is not None:
+            self.metrics.close()
+
+
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
@@ -150,14 +233,22 @@ class TritonPythonModel:
         self.input_names = [i["name"] for i in config["input"]]
         self.output_names = [o["name"] for o in config["output"]]
         self.output_dtypes = [pb_utils.triton_string_to_numpy(o["data_type"]) for o in config["output"]]
+        self.capture = (_Capture(params, args, self.input_names[0], self.output_names[0])
+                        if params.get("capture_dir") else None)
 
     def execute(self, requests: list) -> list:
+        arrival = time.time()  # as near to the requests' arrival as the python backend lets us see
         try:
             outputs = self.engine.run(requests, self.input_names, self.output_names, self.output_dtypes)
         except Exception as exc:  # a bad input fails its requests, not the server
             error = pb_utils.TritonError(f"{self.runtime} failed: {exc}")
             return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
-        return [pb_utils.InferenceResponse(output_tensors=tensors) for tensors in outputs]
+        responses = [pb_utils.InferenceResponse(output_tensors=tensors) for tensors in outputs]
+        if self.capture is not None:
+            self.capture.offer(requests, outputs, arrival)
+        return responses
 
     def finalize(self) -> None:
+        if self.capture is not None:
+            self.capture.close()
         self.engine = None  # type: ignore[assignment]
