@@ -1,11 +1,9 @@
-"""Closing a window: the cameras' own measurements, the spooled frames golden-labelled (most of them
-already during the window), a held-out part kept as the window's test set, the serving models
+"""Closing a window: the spooled frames golden-labelled (most of them already during the window), a held-out part kept as the window's test set, the serving models
 measured on it, and each camera's error growth for the drift forecast."""
 
 from __future__ import annotations
 
 import logging
-import time
 
 from controller.planner.drift import Measurement, error_growth
 from controller.reconcile.rollback import Rollbacks
@@ -24,8 +22,6 @@ class WindowCloser:
 
     def close(self, window: int) -> None:
         scope = self.scope
-        state = scope.state
-        self._wait_for_camera_results(window, timeout_s=min(5.0, 0.1 * state.window_seconds))
         for name in scope.config.camera_names:
             try:
                 self._close_camera(name, window)
@@ -37,11 +33,6 @@ class WindowCloser:
         scope = self.scope
         cam = scope.state.cameras[name]
         entry = scope.events.camera(window, name)
-        result = scope.cameras.window_result(name, window)
-        if result is not None:
-            cam.live_accuracy = result.get("accuracy")
-            scope.metrics.record_inference(name, int(result.get("requests", 0)), int(result.get("failed_requests", 0)))
-            entry.window_accuracy = result.get("accuracy")
         spool = scope.spool(name)
         data, truth = spool.read_window(window)
         spool.drop_windows_before(window)
@@ -92,11 +83,3 @@ class WindowCloser:
                     log.info("golden labelling resumed")
                     self._labelling_paused = False
                 spool.write_labels(chunk, labels)
-
-    def _wait_for_camera_results(self, window: int, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        names = self.scope.config.camera_names
-        while time.monotonic() < deadline:
-            if all(self.scope.cameras.window_result(n, window) is not None for n in names):
-                return
-            time.sleep(0.1)
