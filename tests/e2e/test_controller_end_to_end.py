@@ -20,6 +20,8 @@ from controller.config import load_config
 from controller.layout import DataLayout
 from controller.service import run_controller
 from controller.state import ControllerState
+from controller.triton.server import free_port
+from protocol.camera_results import CameraResults
 from tests.triton_helpers import embedded_triton_section
 
 WINDOW_S = 30  # room for a second profile during a window on a slow 2-core CPU (AVX2 only: ~3x slower training)
@@ -61,10 +63,12 @@ def _workers_alive(marker: str) -> list[str]:
 @pytest.mark.slow
 def test_controller_end_to_end_with_restart(tmp_path: Path):
     config_path = tmp_path / "deployment.yaml"
+    # fixed ports: the cameras are told both endpoints, and find the restarted controller's where they were
     config_path.write_text(yaml.safe_dump({**CONFIG, "data": {"dir": str(tmp_path / "data")},
-                                           "triton": embedded_triton_section()}))
+                                           "triton": embedded_triton_section(), "directives": {"port": free_port()}}))
     config = load_config(config_path)
     layout = DataLayout(Path(config.data.dir))
+    results = {name: CameraResults(tmp_path / "camera-results" / name) for name in config.camera_names}
     cameras: list[subprocess.Popen] = []
     scraped: dict[str, str] = {}
 
@@ -74,7 +78,9 @@ def test_controller_end_to_end_with_restart(tmp_path: Path):
         for name in config.camera_names:
             cameras.append(subprocess.Popen(
                 [sys.executable, "-m", "controller.cli", "camera", "--config", str(config_path), "--name", name,
-                 "--windows", str(WINDOWS)], stdout=open(tmp_path / f"{name}.log", "wb"), stderr=subprocess.STDOUT))
+                 "--windows", str(WINDOWS), "--triton-url", f"127.0.0.1:{config.triton.grpc_port}",
+                 "--controller-url", f"http://127.0.0.1:{config.directives.port}",
+                 "--results", str(results[name].root)], stdout=open(tmp_path / f"{name}.log", "wb"), stderr=subprocess.STDOUT))
 
     try:
         # Phase A: windows 0 and 1, then the controller stops; Triton and the cameras keep running.
@@ -136,7 +142,8 @@ def test_controller_end_to_end_with_restart(tmp_path: Path):
     failed, requests = 0, 0
     for window in range(WINDOWS):
         for name in config.camera_names:
-            result = json.loads(layout.result_file(name, window).read_text())
+            result = results[name].read_window(window)
+            assert result is not None, (name, window)
             failed += result["failed_requests"]
             requests += result["requests"]
             # every answered request's crops counted, with its round trip
