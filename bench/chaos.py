@@ -152,7 +152,8 @@ class Chaos:
     def write_config(self) -> None:
         import yaml
 
-        self.ports = {"grpc": free_port(), "http": free_port(), "metrics": free_port(), "controller": free_port()}
+        self.ports = {"grpc": free_port(), "http": free_port(), "metrics": free_port(), "controller": free_port(),
+                      "directives": free_port()}
         config = {
             "cameras": [
                 {"name": "cam0", "source": {"kind": "synthetic", "seed": 11, "fps": 10, "objects_per_frame": 4,
@@ -172,7 +173,7 @@ class Chaos:
             "triton": {"mode": "embedded", "grpc_port": self.ports["grpc"], "http_port": self.ports["http"],
                        "metrics_port": self.ports["metrics"]},
             "metrics": {"enabled": True, "port": self.ports["controller"]},
-            "directives": {"port": 0},
+            "directives": {"port": self.ports["directives"]},  # fixed: a restarted controller is found there
         }
         self.out.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -264,7 +265,10 @@ class Chaos:
         for name in ("cam0", "cam1"):
             log = open(self.out / f"{name}.log", "ab")
             self.cameras.append(subprocess.Popen(
-                [*EKYA, "camera", "--config", str(self.config_path), "--name", name, "--log-level", "INFO"],
+                [*EKYA, "camera", "--config", str(self.config_path), "--name", name, "--log-level", "INFO",
+                 "--triton-url", f"127.0.0.1:{self.ports['grpc']}",
+                 "--controller-url", f"http://127.0.0.1:{self.ports['directives']}",
+                 "--results", str(self.camera_results(name))],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, start_new_session=True))
             log.close()
 
@@ -283,6 +287,10 @@ class Chaos:
         """What the controller moved to its quarantine folder (the corrupted chunk should be there)."""
         root = self.data / "quarantine"
         return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.suffix != ".reason")
+
+    def camera_results(self, name: str) -> Path:
+        """The camera client's own results directory: outside the data directory, as a remote camera's."""
+        return self.out / "camera-results" / name
 
     def state(self) -> dict:
         return json.loads((self.data / "state.json").read_text())
@@ -378,7 +386,7 @@ def camera_failures(chaos: Chaos) -> tuple[int, int, int]:
     """(requests, failed requests, failed requests logged outside Triton's outages)."""
     requests = failed = outside = 0
     for name in ("cam0", "cam1"):
-        live = chaos.data / "cameras" / name / "live.json"
+        live = chaos.camera_results(name) / "live.json"
         if live.is_file():
             totals = json.loads(live.read_text())
             requests += int(totals.get("requests_total", 0))

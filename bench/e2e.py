@@ -3,8 +3,10 @@
     python bench/e2e.py [--quick] [--config examples/deployment.yaml] [--windows 4] [--json]
 
 Each scheduler runs the real system (embedded Triton, camera clients, controller, trainer processes) on
-the same deterministic synthetic streams, one after the other. The accuracy is what the cameras measured
-(objects in skipped frames keep their track's last prediction). "mean_accuracy" is over all windows;
+the same deterministic synthetic streams, one after the other. The cameras reach Triton and the
+controller's directive endpoint by URL only, as remote cameras do. The accuracy is what the cameras
+measured (objects in skipped frames keep their track's last prediction), read from each camera's own
+results directory (<out>/<scheduler>/camera-results/<camera>), never from the data directory. "mean_accuracy" is over all windows;
 "mean_accuracy_retraining_windows" over windows 1..N-1 (window 0 has no closed window to retrain on; a
 scheduler that profiles during the window still adapts within it).
 `--repeat K` runs the whole comparison K times on the same streams and bootstrap and reports each

@@ -1,90 +1,93 @@
-"""`ekya camera --config C --name X` (or `ekya-camera ...`): one camera's gRPC inference client."""
+"""`ekya camera --config C --name X --triton-url HOST:PORT --controller-url http://HOST:PORT [--results DIR]`
+(or `ekya-camera ...`): one camera's gRPC inference client, on any host that reaches the two endpoints.
+
+From the config it reads only its source, the window length and crop size, the request timeout and, when
+the URLs are not given, where the config says Triton and the directive endpoint are; never the data
+directory. Its results go into its own directory (protocol/camera_results.py).
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
 import threading
-import time
+import urllib.parse
 from pathlib import Path
 
 from camera.settings import CameraSettings
+from protocol.camera_results import default_results_dir
+
+
+class EndpointError(ValueError):
+    """A URL the camera cannot use, or none to use; the message says what to pass."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, required=True, help="deployment config (YAML)")
     parser.add_argument("--name", required=True, help="camera name from the config")
-    parser.add_argument("--triton-url", help="gRPC host:port (default: from the config / the embedded server)")
+    parser.add_argument("--triton-url", help="Triton's gRPC endpoint, host:port (default: the config's external "
+                                             "`triton.url`, or the embedded server's address and grpc_port)")
     parser.add_argument("--controller-url",
-                        help="the controller's directive endpoint, http://host:port (its `directives` config): "
-                             "the camera follows its directive from there, polled every second, instead of "
-                             "from the file in the data directory")
+                        help="the controller's directive endpoint, http://host:port (default: the config's "
+                             "`directives` address and port); the camera follows its directive from there")
+    parser.add_argument("--results", type=Path,
+                        help="where the camera writes its per-window results and live counters "
+                             "(default: ./ekya-camera-results/<name>)")
     parser.add_argument("--windows", type=int, help="stop after this many windows")
     parser.add_argument("--wait-seconds", type=float, default=120.0,
                         help="how long to wait for the controller's first directive (default 120)")
     parser.add_argument("--log-level", default="INFO")
 
 
-def triton_url_for(settings: CameraSettings, wait_s: float = 120.0) -> str:
-    """The gRPC endpoint: the external URL, or the embedded server's (waiting for the controller)."""
-    from protocol.files import CameraFiles
+def triton_url_for(given: str | None, settings: CameraSettings) -> str:
+    """The gRPC host:port: the one given, else the config's; an error says which flag to pass."""
+    url = given or settings.triton_url
+    if url is None:
+        raise EndpointError("no Triton URL: pass --triton-url HOST:PORT (the config's embedded "
+                            "`triton.grpc_port` is 0, a free port chosen when the controller starts)")
+    parts = urllib.parse.urlsplit(f"//{url}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if "://" in url or not parts.hostname or port is None:
+        raise EndpointError(f"--triton-url: expected the gRPC endpoint as host:port, got {url!r}")
+    return url
 
-    if settings.triton_mode == "external":
-        assert settings.triton_url is not None
-        return settings.triton_url
-    info = CameraFiles(settings.data_dir).triton_server_file
-    deadline = time.monotonic() + wait_s
-    while not info.is_file():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no embedded Triton described at {info} after {wait_s:.0f}s; start `ekya run` first")
-        time.sleep(0.2)
-    data = json.loads(info.read_text())
-    return f"{data['address']}:{data['grpc_port']}"
 
-
-class EndpointResolver:
-    """Where Triton is, read afresh at every (re)connection: the first time waiting for the controller,
-    later briefly (a missing file then is one more failed request, retried)."""
-
-    def __init__(self, settings: CameraSettings, first_wait_s: float = 120.0, later_wait_s: float = 1.0) -> None:
-        self.settings = settings
-        self._wait_s = first_wait_s
-        self.later_wait_s = later_wait_s
-
-    def __call__(self) -> str:
-        url = triton_url_for(self.settings, self._wait_s)
-        self._wait_s = self.later_wait_s
-        return url
+def controller_url_for(given: str | None, settings: CameraSettings) -> str:
+    """The directive endpoint's http://host:port: the one given, else the config's."""
+    url = given or settings.controller_url
+    if url is None:
+        raise EndpointError("no controller URL: pass --controller-url http://HOST:PORT (the config's "
+                            "`directives` endpoint is disabled or on port 0, a free port chosen at start)")
+    if not url.startswith(("http://", "https://")):
+        raise EndpointError(f"--controller-url: expected http://host:port, got {url!r}")
+    return url
 
 
 def run(args: argparse.Namespace) -> int:
     from camera.client import CameraClient
     from camera.directives import HttpDirectiveWatcher
     from camera.settings import CameraSettingsError, load_camera_settings
-    from protocol.files import CameraFiles
+    from protocol.camera_results import CameraResults
     from sources import SourceError, source_kind
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.controller_url and not args.controller_url.startswith(("http://", "https://")):
-        print(f"error: --controller-url: expected http://host:port, got {args.controller_url!r}", file=sys.stderr)
-        return 2
     try:
         settings = load_camera_settings(args.config, args.name)
+        triton_url = triton_url_for(args.triton_url, settings)
+        controller_url = controller_url_for(args.controller_url, settings)
         frames = source_kind(settings.source.kind).open(settings.source, settings.context)
-    except (CameraSettingsError, SourceError) as exc:
+    except (CameraSettingsError, EndpointError, SourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    # The embedded server's address is read once the controller's directive is there (it is up by then):
-    # the camera makes its first window's frames meanwhile. It is read again whenever the client reconnects.
-    url = args.triton_url or EndpointResolver(settings)
-    directives = HttpDirectiveWatcher(args.controller_url, args.name) if args.controller_url else None
-    client = CameraClient(args.name, frames, CameraFiles(settings.data_dir), url,
-                          label_sampling_rate=settings.label_sampling_rate,
-                          spool_budget_bytes=settings.spool_budget_bytes,
-                          request_timeout_s=settings.request_timeout_s, directives=directives)
+    results = CameraResults(args.results or default_results_dir(args.name))
+    results.root.mkdir(parents=True, exist_ok=True)
+    client = CameraClient(args.name, frames, triton_url, HttpDirectiveWatcher(controller_url, args.name), results,
+                          request_timeout_s=settings.request_timeout_s)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -98,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         accuracy = "n/a" if stats.accuracy is None else f"{stats.accuracy:.3f}"
         print(f"{args.name} window {stats.window}: accuracy {accuracy}, {stats.processed_frames}/{stats.frames} "
               f"frames, {stats.failed_requests} failed requests")
+    print(f"results: {results.root}")
     return 0
 
 

@@ -1,14 +1,16 @@
 """The camera client: streams a camera's frames to Triton in real time and measures what it gets.
 
-Per frame (at the camera's fps, on the deployment's window clock):
-- if the frame is due under the published stride and we are not running late, its object crops are
-  sent to the camera's Triton model over gRPC; otherwise the frame is skipped and every object in it
-  keeps its track's last prediction (an object never seen in a processed frame is a miss);
-- a sample of frames (label_sampling_rate) is spooled for golden labelling and retraining.
-At the end of each window it writes the window's accuracy (where the source has ground truth).
-A Triton outage costs skipped frames, never the client: calls are retried with backoff, and after
-RECONNECT_AFTER_FAILURES failures in a row the channel is dropped and the endpoint resolved afresh (a
-restarted server: the embedded one comes back on its configured ports, server.json says where).
+Per frame (at the camera's fps, on the deployment's window clock): if the frame is due under the
+published stride and we are not running late, its object crops are sent to the camera's Triton model
+over gRPC, with the request id `<camera>/w<window>/f<frame>` (Triton samples the requests it serves for
+golden labelling by a hash of that id, so the same frames are sampled on every run); otherwise the frame
+is skipped and every object in it keeps its track's last prediction (an object never seen in a processed
+frame is a miss). At the end of each window it writes the window's result, with its accuracy where the
+source has ground truth, into its own results directory (protocol/camera_results.py).
+The camera shares nothing with the controller but two network endpoints: Triton's gRPC URL and the
+controller's directive endpoint (camera/directives.py). A Triton outage costs skipped frames, never the
+client: calls are retried with backoff, and after RECONNECT_AFTER_FAILURES failures in a row the channel
+is dropped and a fresh one connected to the same URL (a restarted server comes back on its ports).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,27 +26,30 @@ from typing import Protocol
 import numpy as np
 
 from camera.triton import InferenceClient
-from common.atomic import atomic_write_json
 from protocol import defaults
-from protocol.directives import CameraDirective, DirectiveWatcher, frame_is_processed
-from protocol.files import CameraFiles
+from protocol.camera_results import CameraResults
+from protocol.directives import CameraDirective, frame_is_processed
 from protocol.model_input import to_model_input
-from protocol.spool import SPOOL_CHUNK_SECONDS, Spool
 from sources import FrameSource
 from trainer.streams.base import WindowData, score_tracks
 
 log = logging.getLogger(__name__)
 
 LIVE_EVERY_SECONDS = 2.0
-# A gRPC channel whose server went away reconnects on its own backoff (it grows to minutes): a fresh one,
-# to the endpoint as resolved now, is connected at the next request instead.
+# A gRPC channel whose server went away reconnects on its own backoff (it grows to minutes): a fresh one
+# is connected at the next request instead.
 RECONNECT_AFTER_FAILURES = 2
 MAX_BACKOFF_S = 2.0
 
 
+def request_id(camera: str, window: int, frame: int) -> str:
+    """The id a camera's request carries: its frame (counted from the window's start) in its window."""
+    return f"{camera}/w{window}/f{frame}"
+
+
 class DirectiveSource(Protocol):
-    """Where the camera's directive comes from: the file (DirectiveWatcher) or the controller's endpoint
-    (camera.directives.HttpDirectiveWatcher). poll() is called per frame and must not block."""
+    """Where the camera's directive comes from: the controller's endpoint (camera.directives.
+    HttpDirectiveWatcher). poll() is called per frame and must not block."""
 
     @property
     def source(self) -> str: ...
@@ -65,7 +69,6 @@ class WindowStats:
     crops: int = 0
     requests: int = 0
     failed_requests: int = 0
-    spooled_crops: int = 0
     stride_frames: Counter = field(default_factory=Counter)  # stride -> frames under it
     versions: Counter = field(default_factory=Counter)  # model version -> requests it answered
     accuracy: float | None = None
@@ -80,7 +83,7 @@ class WindowStats:
             "camera": self.camera, "window": self.window, "accuracy": self.accuracy, "frames": self.frames,
             "processed_frames": self.processed_frames, "late_frames": self.late_frames, "crops": self.crops,
             "requests": self.requests, "failed_requests": self.failed_requests,
-            "spooled_crops": self.spooled_crops, "inferred_crops": self.inferred_crops,
+            "inferred_crops": self.inferred_crops,
             "latency_ms_p50": self.latency_ms(50), "latency_ms_p99": self.latency_ms(99),
             "stride_frames": {str(k): v for k, v in sorted(self.stride_frames.items())},
             "model_versions": {str(k): v for k, v in sorted(self.versions.items())},
@@ -115,27 +118,20 @@ class CameraClient:
         self,
         name: str,
         source: FrameSource,
-        layout: CameraFiles,
-        triton_url: str | Callable[[], str],
+        triton_url: str,
+        directives: DirectiveSource,
+        results: CameraResults,
         *,
-        label_sampling_rate: float = defaults.LABEL_SAMPLING_RATE,
-        spool_budget_bytes: int = 256 * 2**20,
         request_timeout_s: float = defaults.REQUEST_TIMEOUT_S,
         model_name: str | None = None,
-        directives: DirectiveSource | None = None,
     ) -> None:
         self.name = name
         self.model_name = model_name or name
         self.source = source
-        self.layout = layout
-        # a callable is resolved once the controller's directive is there, and again at each reconnect
-        self._resolve: Callable[[], str] = triton_url if callable(triton_url) else (lambda: triton_url)
-        self._url: str | None = None
-        self.sampling_rate = label_sampling_rate
+        self.triton_url = triton_url
+        self.watcher = directives
+        self.results = results
         self.request_timeout_s = request_timeout_s
-        self.spool = Spool(layout, name, spool_budget_bytes)
-        # the controller's HTTP endpoint (HttpDirectiveWatcher) or, by default, the directive file
-        self.watcher: DirectiveSource = directives or DirectiveWatcher(layout.directive_file(name))
         self._client: InferenceClient | None = None
         self._retry_at = 0.0
         self._backoff = 0.1
@@ -143,20 +139,14 @@ class CameraClient:
         self.totals = {"requests": 0, "failed_requests": 0, "reconnects": 0}
 
     # -- Triton ----------------------------------------------------------------------------------
-    @property
-    def triton_url(self) -> str:
-        if self._url is None:
-            self._url = self._resolve()
-        return self._url
-
     def _triton(self) -> InferenceClient:
         if self._client is None:
             self._client = InferenceClient(self.triton_url, timeout_s=self.request_timeout_s)
         return self._client
 
     def _reconnect(self) -> None:
-        """Drop the channel; the next request resolves the endpoint again and connects afresh."""
-        client, self._client, self._url = self._client, None, None
+        """Drop the channel; the next request connects afresh."""
+        client, self._client = self._client, None
         self.totals["reconnects"] += 1
         if client is not None:
             try:
@@ -164,14 +154,15 @@ class CameraClient:
             except Exception:  # a channel to a dead server may complain on close: it is gone either way
                 log.debug("%s: closing the old channel failed", self.name, exc_info=True)
 
-    def _infer(self, images: np.ndarray, stats: WindowStats) -> np.ndarray | None:
+    def _infer(self, images: np.ndarray, stats: WindowStats, request: str = "") -> np.ndarray | None:
         if time.time() < self._retry_at:
             return None
         stats.requests += 1
         self.totals["requests"] += 1
         try:
             sent = time.perf_counter()
-            logits, version = self._triton().infer_with_version(self.model_name, to_model_input(images))
+            logits, version = self._triton().infer_with_version(self.model_name, to_model_input(images),
+                                                               request_id=request)
             stats.latencies_ms.append((time.perf_counter() - sent) * 1000.0)
         except Exception as exc:  # server down, restarting, model not loaded: retry with backoff
             stats.failed_requests += 1
@@ -219,7 +210,6 @@ class CameraClient:
                 f"{self.name}-frames", self.source.window, first, first_window_seconds)
         InferenceClient.preload()  # while the controller starts, not at window 0's first frames (they'd be late)
         directive = self.wait_for_directive(stop, directive_timeout_s)
-        _ = self.triton_url  # resolved now: a failure to find the server is an error, not a failed request
         # The channel's first connection (up to seconds on a cold, busy machine, whatever the request
         # deadline) is made now, not at window 0's first frame: the controller opens window 0 a second after
         # its first directive.
@@ -257,9 +247,7 @@ class CameraClient:
         predictions = np.full(len(data), -1, dtype=np.int64)
         processed = np.zeros(len(data), dtype=bool)
         stats = WindowStats(self.name, window)
-        rng = np.random.default_rng([zlib.crc32(self.name.encode()), window])  # same sample every run
-        spool_buffer: list[np.ndarray] = []
-        chunk_index, last_flush, last_live = 0, time.time(), 0.0
+        last_live = 0.0
         frame_period = 1.0 / fps
         window_start = directive.t0 + window * directive.window_seconds
         for k in range(per_window):
@@ -277,43 +265,30 @@ class CameraClient:
             stats.late_frames += int(late)
             if not late and frame_is_processed(k, directive.stride):
                 if len(idx):
-                    labels = self._infer(data.images[idx], stats)
+                    labels = self._infer(data.images[idx], stats, request_id(self.name, window, k))
                     if labels is not None:
                         predictions[idx] = labels
                         processed[idx] = True
                         stats.processed_frames += 1
                 else:
                     stats.processed_frames += 1
-            if len(idx) and rng.random() < self.sampling_rate:
-                spool_buffer.append(idx)
             now = time.time()
-            if spool_buffer and now - last_flush >= SPOOL_CHUNK_SECONDS:
-                stats.spooled_crops += self._flush(data, spool_buffer, window, chunk_index)
-                chunk_index += 1
-                spool_buffer, last_flush = [], now
             if now - last_live >= LIVE_EVERY_SECONDS:
                 self._write_live(stats, directive)
                 last_live = now
-        if spool_buffer:
-            stats.spooled_crops += self._flush(data, spool_buffer, window, chunk_index)
         stats.crops = int(len(data))
         if np.any(data.labels >= 0) and not stop.is_set():
             stats.accuracy = score_tracks(data.track_ids, data.frame_index, data.labels, predictions, processed)
         if not stop.is_set():  # a window cut short by a stop is not a measurement
-            atomic_write_json(self.layout.result_file(self.name, window), stats.to_dict())
+            self.results.write_window(window, stats.to_dict())
         self._write_live(stats, directive)
         log.info("%s: window %d accuracy %s, %d/%d frames processed, %d failed requests", self.name, window,
                  "n/a" if stats.accuracy is None else f"{stats.accuracy:.3f}", stats.processed_frames,
                  stats.frames, stats.failed_requests)
         return stats
 
-    def _flush(self, data: WindowData, buffer: list[np.ndarray], window: int, index: int) -> int:
-        chosen = np.concatenate(buffer)
-        self.spool.write_chunk(window, index, data.take(chosen))
-        return int(len(chosen))
-
     def _write_live(self, stats: WindowStats, directive: CameraDirective) -> None:
-        atomic_write_json(self.layout.live_file(self.name), {
+        self.results.write_live({
             "camera": self.name, "window": stats.window, "stride": directive.stride, "time": time.time(),
             "requests_total": self.totals["requests"], "failed_requests_total": self.totals["failed_requests"],
             "window_requests": stats.requests, "window_failed_requests": stats.failed_requests,

@@ -1,11 +1,12 @@
 """What a camera reads from the deployment config: only its own keys, leniently.
 
 The controller validates the whole file (controller/config.py); a camera reads its `cameras[].source`
-(validated by the source kind's own model, from the registry), the window clock, the sampling rate, the
-data directory and spool budget, the request timeout, where Triton is and the crop size. Keys it does
-not need are not looked at, so a camera keeps working across controller-side config changes. Defaults
-are the controller's (protocol/defaults.py); relative paths are resolved against the config file's
-directory, as the controller does.
+(validated by the source kind's own model, from the registry), the window clock, the request timeout,
+the crop size and where Triton and the controller's directive endpoint are. Never the data directory:
+the camera shares no files with the controller (its frames are sampled by Triton, its directive comes
+over HTTP). Keys it does not need are not looked at, so a camera keeps working across controller-side
+config changes. Defaults are the controller's (protocol/defaults.py); relative paths are resolved
+against the config file's directory, as the controller does.
 """
 
 from __future__ import annotations
@@ -33,21 +34,14 @@ class CameraSettings:
     name: str
     source: BaseModel  # the kind's validated `source:` section
     context: SourceContext
-    camera_count: int  # the spool budget is shared by every camera
-    label_sampling_rate: float
-    data_dir: Path
-    disk_budget_mb: float
     request_timeout_s: float
-    triton_mode: str  # "embedded" (its address is read from the data directory) or "external"
-    triton_url: str | None  # the external server's gRPC host:port
+    triton_mode: str  # "embedded" (started by the controller on triton.address:grpc_port) or "external"
+    triton_url: str | None  # where the config says Triton's gRPC endpoint is (None: it does not say)
+    controller_url: str | None  # the directive endpoint, http://host:port (None: the config does not say)
 
     @property
     def window_seconds(self) -> float:
         return self.context.window_seconds
-
-    @property
-    def spool_budget_bytes(self) -> int:
-        return int(self.disk_budget_mb * 2**20 / self.camera_count)
 
 
 class _Reader:
@@ -106,25 +100,50 @@ def load_camera_settings(path: str | os.PathLike[str], camera_name: str) -> Came
         history_windows=int(read.number("history_windows", defaults.HISTORY_WINDOWS, low=1, high=100,
                                         integer=True, section="bootstrap")))
     source = _source(read, f"cameras[{index}].source", entry.get("source"), base_dir)
-    data_section = read.section("data")
-    data_dir = Path(str(data_section.get("dir", defaults.DATA_DIR))).expanduser()
+    mode, triton_url = _triton_url(read)
+    return CameraSettings(
+        config_file=file, name=camera_name, source=source, context=context,
+        request_timeout_s=float(read.number("request_timeout_s", defaults.REQUEST_TIMEOUT_S, low=1e-3, high=600.0,
+                                            section="inference")),
+        triton_mode=mode, triton_url=triton_url, controller_url=_controller_url(read))
+
+
+def _triton_url(read: _Reader) -> tuple[str, str | None]:
+    """(mode, gRPC host:port): an external server's `url`; the embedded one's address and grpc_port
+    (None when its port is 0: a free port chosen at start, which the config cannot tell)."""
     triton = read.section("triton")
     mode = triton.get("mode", "embedded")
     if mode not in ("embedded", "external"):
         raise read.error("triton.mode", f"expected 'embedded' or 'external'; got {mode!r}")
-    url = triton.get("url")
-    if mode == "external" and not (isinstance(url, str) and url):
-        raise read.error("triton.url", "an external Triton needs its gRPC host:port")
-    return CameraSettings(
-        config_file=file, name=camera_name, source=source, context=context, camera_count=len(cameras),
-        label_sampling_rate=float(read.number("label_sampling_rate", defaults.LABEL_SAMPLING_RATE,
-                                              low=0.0, high=1.0)),
-        data_dir=Path(os.path.normpath(base_dir / data_dir)),
-        disk_budget_mb=read.number("disk_budget_mb", defaults.DISK_BUDGET_MB, low=16, high=float("inf"),
-                                   section="data"),
-        request_timeout_s=float(read.number("request_timeout_s", defaults.REQUEST_TIMEOUT_S, low=1e-3, high=600.0,
-                                            section="inference")),
-        triton_mode=mode, triton_url=url if mode == "external" else None)
+    if mode == "external":
+        url = triton.get("url")
+        if not (isinstance(url, str) and url):
+            raise read.error("triton.url", "an external Triton needs its gRPC host:port")
+        return mode, url
+    port = int(read.number("grpc_port", defaults.TRITON_GRPC_PORT, low=0, high=65535, integer=True, section="triton"))
+    address = _host(read, "triton.address", triton.get("address", defaults.LOOPBACK_ADDRESS))
+    return mode, f"{address}:{port}" if port else None
+
+
+def _controller_url(read: _Reader) -> str | None:
+    """The directive endpoint's http://host:port, None when it is off or on a free port (port 0)."""
+    section = read.section("directives")
+    if section.get("enabled", True) is False:
+        return None
+    port = int(read.number("port", defaults.DIRECTIVES_PORT, low=0, high=65535, integer=True, section="directives"))
+    address = _host(read, "directives.address", section.get("address", defaults.LOOPBACK_ADDRESS))
+    return f"http://{address}:{port}" if port else None
+
+
+def _host(read: _Reader, key: str, address: object) -> str:
+    """A listening address as a host to connect to: a wildcard (every interface) means this host."""
+    if not isinstance(address, str) or not address:
+        raise read.error(key, f"expected a host name or IP address; got {address!r}")
+    if address == "0.0.0.0":
+        return "127.0.0.1"
+    if address == "::":
+        return "[::1]"
+    return f"[{address}]" if ":" in address and not address.startswith("[") else address
 
 
 def _source(read: _Reader, key: str, raw: Any, base_dir: Path) -> BaseModel:

@@ -34,8 +34,9 @@ class InferenceClient:
             return False
 
     def infer_with_version(self, model: str, batch: np.ndarray, *, input_name: str = "input",
-                           output_name: str = "logits") -> tuple[np.ndarray, int]:
-        """`model`'s output for one float32 batch, and the model version that answered (a swap shows)."""
+                           output_name: str = "logits", request_id: str = "") -> tuple[np.ndarray, int]:
+        """`model`'s output for one float32 batch, and the model version that answered (a swap shows).
+        `request_id` travels with the request (KServe v2 `id`): the server may sample requests by it."""
         from tritonclient.utils import InferenceServerException
 
         array = np.ascontiguousarray(batch, dtype=np.float32)
@@ -43,7 +44,8 @@ class InferenceClient:
         tensor.set_data_from_numpy(array)
         output = self._grpc.InferRequestedOutput(output_name)
         try:
-            result = self._client.infer(model, [tensor], outputs=[output], client_timeout=self.timeout_s)
+            result = self._client.infer(model, [tensor], outputs=[output], request_id=request_id,
+                                         client_timeout=self.timeout_s)
         except InferenceServerException as exc:
             raise InferenceError(f"infer {model}: {exc.message() or exc}") from exc
         version = result.get_response().model_version

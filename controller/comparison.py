@@ -2,14 +2,15 @@
 and compare the accuracy the cameras measured (the demo and bench/e2e.py).
 
 Every run is real: its own embedded Triton, the controller, one camera-client process per camera and
-trainer processes. Bootstrap models are trained once and shared, so each run starts from the same
+trainer processes. The cameras reach the controller as remote ones do, over the network only (Triton's
+gRPC URL and the directive endpoint, both on fixed free ports written into the run's config), and write
+their results into their own directories outside the data directory, from where the comparison reads them. Bootstrap models are trained once and shared, so each run starts from the same
 models; the synthetic streams are deterministic, so each run sees the same frames.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import shutil
 import subprocess
@@ -25,8 +26,9 @@ from controller.config import DeploymentConfig, parse_config
 from controller.layout import DataLayout
 from controller.reconcile.records import WindowRecord
 from controller.retention import discard_bulk, window_history
-from controller.triton.server import free_port_settings
+from controller.triton.server import free_port, free_port_settings
 from controller.window_progress import WindowWatcher
+from protocol.camera_results import CameraResults
 from trainer.progress import ProgressReporter
 
 log = logging.getLogger(__name__)
@@ -68,15 +70,38 @@ def _config_for_run(raw: dict, base_dir: Path, run_dir: Path, scheduler: str) ->
     data.setdefault("scheduler", {})["name"] = scheduler
     data.setdefault("data", {})["dir"] = str(run_dir / "data")
     data.setdefault("metrics", {})["port"] = 0
-    data.setdefault("directives", {})["port"] = 0  # (runs side by side, each on its own free port)
+    directives = data.setdefault("directives", {})
+    directives["enabled"] = True  # the cameras' only way to their directive
+    # Each run's own endpoints, on free ports (runs side by side) that are fixed in its config, so the
+    # cameras are told where they are (and a restarted Triton comes back there).
+    directives["port"] = free_port(str(directives.get("address", "127.0.0.1")))
     triton = data.setdefault("triton", {"mode": "embedded"})
-    if triton.get("mode", "embedded") == "embedded":  # each run's own Triton: on free ports, beside anything
+    if triton.get("mode", "embedded") == "embedded":
         triton.update(free_port_settings(str(triton.get("address", "127.0.0.1"))))
     config = parse_config(data, base_dir=base_dir, source=str(run_dir / "deployment.yaml"))
     # The run's config file lives elsewhere: its sources are written as validated, paths made absolute.
     for camera in data["cameras"]:
         camera["source"] = config.camera(camera["name"]).source.model_dump(mode="json")
     return data, config
+
+
+def camera_results(run_dir: Path, cameras: list[str]) -> dict[str, CameraResults]:
+    """Each camera client's results directory in a run: beside the run's data directory, not in it."""
+    return {name: CameraResults(run_dir / "camera-results" / name) for name in cameras}
+
+
+def camera_command(config_file: Path, config: DeploymentConfig, name: str, results: CameraResults,
+                   windows: int) -> list[str]:
+    """`ekya camera` for one of the run's cameras, told both endpoints as a camera on another host is."""
+    return [sys.executable, "-m", "controller.cli", "camera", "--config", str(config_file), "--name", name,
+            "--triton-url", (f"{_connect_host(config.triton.address)}:{config.triton.grpc_port}"
+                             if config.triton.mode == "embedded" else config.triton.url),
+            "--controller-url", f"http://{_connect_host(config.directives.address)}:{config.directives.port}",
+            "--results", str(results.root), "--windows", str(windows), "--wait-seconds", "900"]
+
+
+def _connect_host(address: str) -> str:
+    return "127.0.0.1" if address in ("0.0.0.0", "::") else address
 
 
 def run_scheduler(raw: dict, base_dir: Path, work_dir: Path, scheduler: str, windows: int,
@@ -90,6 +115,7 @@ def run_scheduler(raw: dict, base_dir: Path, work_dir: Path, scheduler: str, win
     config_file = run_dir / "deployment.yaml"
     config_file.write_text(yaml.safe_dump(data, sort_keys=False))
     layout = DataLayout(Path(config.data.dir))
+    results = camera_results(run_dir, config.camera_names)
     cameras: list[subprocess.Popen] = []
     started = time.monotonic()
 
@@ -99,9 +125,7 @@ def run_scheduler(raw: dict, base_dir: Path, work_dir: Path, scheduler: str, win
         for name in config.camera_names:
             log_file = open(run_dir / f"camera-{name}.log", "wb")
             cameras.append(subprocess.Popen(
-                [sys.executable, "-m", "controller.cli", "camera", "--config", str(config_file), "--name", name,
-                 "--windows", str(windows), "--wait-seconds", "900"],
-                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True))
+                camera_command(config_file, config, name, results[name], windows), stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True))
             log_file.close()
         controller = run_controller(config, max_windows=windows, models_cache=models_cache,
                                     bootstrap_progress=False, camera_windows=windows)
@@ -119,8 +143,7 @@ def run_scheduler(raw: dict, base_dir: Path, work_dir: Path, scheduler: str, win
     for window in range(windows):
         run.accuracy[window] = {}
         for name in config.camera_names:
-            path = layout.result_file(name, window)
-            result = json.loads(path.read_text()) if path.exists() else {}
+            result = results[name].read_window(window) or {}
             run.accuracy[window][name] = result.get("accuracy")
             run.requests += int(result.get("requests", 0))
             run.failed_requests += int(result.get("failed_requests", 0))
@@ -133,7 +156,7 @@ def run_scheduler(raw: dict, base_dir: Path, work_dir: Path, scheduler: str, win
     if state is not None:
         run.swaps, run.failed_swaps, run.trainer_failures = state.swaps, state.failed_swaps, state.trainer_failures
         run.history = window_history(layout, state)
-    # the run is over: its records stay (state, window records, camera results), its models and data go
+    # the run is over: its records stay (state, window records; the cameras' results beside), its models and data go
     freed = discard_bulk(layout, config.model_repository)
     log.info("%s: run over; %.0f MB of models and data deleted, its records kept in %s", scheduler, freed / 2**20,
              layout.root)
@@ -162,9 +185,8 @@ def run_comparison(config_path: Path, schedulers: list[str], windows: int, work_
             label = f"scheduler {number}/{len(schedulers)} ({scheduler}):"
             print(f"{label} {len(config.cameras)} cameras x {windows} windows of {config.window_seconds:.0f}s ...",
                   flush=True)
-            _, run_config = _config_for_run(raw, base_dir, work_dir / scheduler, scheduler)
             task = report.task(label, total=windows, unit="window")
-            with WindowWatcher(DataLayout(Path(run_config.data.dir)), run_config.camera_names, task):
+            with WindowWatcher(camera_results(work_dir / scheduler, config.camera_names), task):
                 run = run_scheduler(raw, base_dir, work_dir, scheduler, windows, models_cache)
             runs.append(run)
             mean = run.mean()

@@ -1,14 +1,15 @@
 """Window-by-window progress of a deployment run that blocks its caller (the demo's comparison runs the
-controller in-process): a thread watches the cameras' per-window result files and advances a task."""
+controller in-process): a thread watches the camera clients' per-window result files (each in its own
+results directory, protocol/camera_results.py) and advances a task."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
+from collections.abc import Mapping
 from typing import Self
 
-from controller.layout import DataLayout
+from protocol.camera_results import CameraResults
 from trainer.progress import ProgressTask
 
 
@@ -16,9 +17,8 @@ class WindowWatcher:
     """Advances `task` by one window once every camera has written its result for it, with the cameras'
     mean accuracy as the status. Result files older than the watcher (an earlier run's) do not count."""
 
-    def __init__(self, layout: DataLayout, cameras: list[str], task: ProgressTask, poll_seconds: float = 1.0) -> None:
-        self.layout = layout
-        self.cameras = cameras
+    def __init__(self, results: Mapping[str, CameraResults], task: ProgressTask, poll_seconds: float = 1.0) -> None:
+        self.results = dict(results)  # camera -> its results directory
         self.task = task
         self.poll_seconds = poll_seconds
         self._since = time.time() - 1.0  # slack for file systems that keep mtimes in whole seconds
@@ -52,12 +52,14 @@ class WindowWatcher:
     def _window_accuracies(self, window: int) -> list[float | None] | None:
         """Each camera's measured accuracy for `window`, or None while any camera's result is missing."""
         accuracies: list[float | None] = []
-        for camera in self.cameras:
-            path = self.layout.result_file(camera, window)
+        for results in self.results.values():
             try:
-                if path.stat().st_mtime < self._since:
+                if results.window_file(window).stat().st_mtime < self._since:
                     return None
-                accuracies.append(json.loads(path.read_text()).get("accuracy"))
-            except (OSError, ValueError):
+            except OSError:
                 return None
+            result = results.read_window(window)
+            if result is None:
+                return None
+            accuracies.append(result.get("accuracy"))
         return accuracies

@@ -12,3 +12,7 @@ DISK_BUDGET_MB = 2048  # the whole data directory (each camera's spool: its part
 WINDOW_SECONDS = 200.0
 EDGE_INPUT_SIZE = 64  # the crops a camera sends are the edge model's input size
 HISTORY_WINDOWS = 1  # windows -k..-1 of every camera: the bootstrap's history
+# Where a camera finds the controller's endpoints when its config leaves them at their defaults
+LOOPBACK_ADDRESS = "127.0.0.1"  # `triton.address` and `directives.address`: nothing exposed by default
+TRITON_GRPC_PORT = 8001  # the embedded server's `triton.grpc_port`
+DIRECTIVES_PORT = 9401  # `directives.port`

@@ -1,8 +1,6 @@
-"""The controller -> camera channel: what a camera should follow, readable two ways.
-
-- a small JSON file per camera in the data directory, replaced atomically (cameras on the controller's
-  own filesystem; re-read when its mtime changes: DirectiveWatcher);
-- the controller's read-only HTTP endpoint (any camera that can reach it; versioned JSON, below).
+"""The controller -> camera channel: what a camera should follow, read from the controller's read-only
+HTTP endpoint (any camera that can reach it; versioned JSON, below). No file: a camera shares nothing
+with the controller's data directory.
 
 The directive carries the deployment's window clock (t0 and the window length, so every camera cuts
 windows at the same instants as the controller), the frame stride the current plan gives the camera's
@@ -21,15 +19,11 @@ Fields may be added within a version; a reader ignores the ones it does not know
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any
-
-from common.atomic import atomic_write_json
 
 API_VERSION = 1
 API_PREFIX = f"/v{API_VERSION}"
@@ -46,7 +40,7 @@ class CameraDirective:
     # frames not inferred keep their track's last prediction
     window: int = 0  # the window the controller is in when it wrote this
     stop_after_window: int | None = None  # cameras exit after finishing this window (demos, tests)
-    # the camera model's version the controller serves (the file: as when written; HTTP: as of the request)
+    # the camera model's version the controller serves (as of the request)
     serving_version: int | None = None
 
     def window_at(self, now: float) -> int:
@@ -69,7 +63,7 @@ def frame_is_processed(k: int, stride: float) -> bool:
 
 
 def directive_from_dict(data: Any) -> CameraDirective:
-    """The directive in a JSON object (the file's or the endpoint's); unknown keys are ignored, so a newer
+    """The directive in a JSON object (the endpoint's); unknown keys are ignored, so a newer
     controller's additions do not break an older camera."""
     if not isinstance(data, dict):
         raise DirectiveError(f"expected a JSON object, got {type(data).__name__}")
@@ -120,42 +114,3 @@ def _error_text(exc: urllib.error.HTTPError) -> str:
         return str(json.loads(exc.read()).get("error", exc.reason))
     except (OSError, ValueError, AttributeError):
         return str(exc.reason)
-
-
-def write_directive(path: Path, directive: CameraDirective) -> None:
-    if directive.stride < 1:
-        raise ValueError(f"stride must be >= 1, got {directive.stride}")
-    atomic_write_json(path, asdict(directive))
-
-
-def read_directive(path: Path) -> CameraDirective:
-    return directive_from_dict(json.loads(Path(path).read_text()))
-
-
-class DirectiveWatcher:
-    """Re-reads a directive file only when it changed; keeps the last good one on a bad read."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._mtime: float | None = None
-        self.current: CameraDirective | None = None
-
-    @property
-    def source(self) -> str:
-        return str(self.path)
-
-    def poll(self) -> CameraDirective | None:
-        try:
-            mtime = os.stat(self.path).st_mtime_ns
-        except FileNotFoundError:
-            return self.current
-        if mtime != self._mtime:
-            try:
-                self.current = read_directive(self.path)
-                self._mtime = mtime
-            except (OSError, ValueError, TypeError):
-                pass  # a replaced file is never half-written, so this is a bad file: keep the last one
-        return self.current
-
-    def close(self) -> None:
-        pass

@@ -1,9 +1,9 @@
-"""The files through which the controller and a camera talk, under the deployment's data directory.
+"""A camera's files under the deployment's data directory (the camera client itself writes none: it
+reads its directive over HTTP and keeps its results in its own directory, camera/results.py).
 
-    cameras/<cam>/directive.json                what the controller tells the camera (stride, window clock)
     cameras/<cam>/spool/w<W>/chunk-<N>.npz      sampled frames, unlabelled (for golden labelling)
-    cameras/<cam>/results/w<W>.json             the camera's measured accuracy for a window
-    cameras/<cam>/live.json                     rolling client counters (requests, failures)
+    cameras/<cam>/results/w<W>.json             a camera client's result, written there by older versions
+                                                (retention still clears them away)
     triton/server.json                          the embedded Triton's address, written by the controller
     quarantine/<cam>/<relative path>            a corrupt file of the camera's, moved aside (+ `.reason`)
 """
@@ -34,9 +34,6 @@ class CameraFiles:
     def camera_dir(self, camera: str) -> Path:
         return self.root / "cameras" / camera
 
-    def directive_file(self, camera: str) -> Path:
-        return self.camera_dir(camera) / "directive.json"
-
     def spool_root(self, camera: str) -> Path:
         return self.camera_dir(camera) / "spool"
 
@@ -45,9 +42,6 @@ class CameraFiles:
 
     def result_file(self, camera: str, window: int) -> Path:
         return self.camera_dir(camera) / "results" / f"{window_tag(window)}.json"
-
-    def live_file(self, camera: str) -> Path:
-        return self.camera_dir(camera) / "live.json"
 
     def quarantine_dir(self, camera: str) -> Path:
         """Where a camera's corrupt files go, each under its path relative to the data directory."""

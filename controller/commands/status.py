@@ -53,10 +53,9 @@ def run(args: argparse.Namespace) -> int:
                    "stride", "instances", "training share", "config"):
         table.add_column(column)
     for name, cam in state.cameras.items():
-        live = json.loads(layout.live_file(name).read_text()) if layout.live_file(name).exists() else {}
         version = str(cam.serving_version) + (f" (=v{cam.serving_origin})" if cam.serving_origin else "")
         table.add_row(name, version, _fmt(cam.serving_accuracy), _fmt(cam.live_accuracy), str(cam.captured),
-                      _fmt(cam.inference_share, ".2f"), str(live.get("stride", cam.stride)), str(cam.instances),
+                      _fmt(cam.inference_share, ".2f"), str(cam.stride), str(cam.instances),
                       _fmt(cam.training_share, ".2f"), cam.config or "-")
     console.print(table)
     if state.jobs:

@@ -279,12 +279,6 @@ class ControllerMetrics:
             self.inference_latency.labels(camera).set(increments.request_us / increments.successes / 1e6)
             self.inference_queue_time.labels(camera).set(increments.queue_us / increments.successes / 1e6)
 
-    def record_inference(self, camera: str, requests: int, failures: int = 0) -> None:
-        if requests < 0 or failures < 0:
-            raise ValueError("request and failure counts must be >= 0")
-        self.inference_requests.labels(camera).inc(requests)
-        self.inference_failures.labels(camera).inc(failures)
-
     def record_capture(self, camera: str, ingested: int, discarded: Mapping[str, int]) -> None:
         """Captured crops moved into the spool, and those dropped (by reason)."""
         if ingested:

@@ -1,4 +1,4 @@
-"""Closing a window: the cameras' own measurements, the samples captured by the serving models moved into
+"""Closing a window: the samples captured by the serving models moved into
 the spool (controller/reconcile/ingest.py), the spooled frames golden-labelled (most of them already
 during the window), the serving models' live accuracy (their agreement with the golden labels on the
 captured samples), a held-out part kept as the window's test set, the serving models measured on it, and
@@ -7,7 +7,6 @@ each camera's error growth for the drift forecast."""
 from __future__ import annotations
 
 import logging
-import time
 
 from controller.planner.drift import Measurement, error_growth
 from controller.reconcile.ingest import CaptureIngest
@@ -28,8 +27,6 @@ class WindowCloser:
 
     def close(self, window: int) -> None:
         scope = self.scope
-        state = scope.state
-        self._wait_for_camera_results(window, timeout_s=min(5.0, 0.1 * state.window_seconds))
         self.ingest.run()
         for name in scope.config.camera_names:
             try:
@@ -42,18 +39,13 @@ class WindowCloser:
         scope = self.scope
         cam = scope.state.cameras[name]
         entry = scope.events.camera(window, name)
-        result = scope.cameras.window_result(name, window)
-        if result is not None:
-            cam.live_accuracy = result.get("accuracy")
-            scope.metrics.record_inference(name, int(result.get("requests", 0)), int(result.get("failed_requests", 0)))
-            entry.window_accuracy = result.get("accuracy")
         spool = scope.spool(name)
         # captured chunks' labels beside them, for the agreement (Triton down: those left are labelled
         # below, or the close fails)
         self._label_chunks(name, window, captured_only=True)
         agreement = self._agreement(name, window)
         if agreement is not None:  # captured samples, golden-labelled: the live accuracy there is
-            cam.live_accuracy = agreement
+            cam.live_accuracy = entry.window_accuracy = agreement
         data, truth = spool.read_window(window)
         spool.drop_windows_before(window)
         if len(data) < MIN_CROPS:
@@ -122,11 +114,3 @@ class WindowCloser:
         so far (None: none yet). Real cameras have no ground truth: this is their accuracy."""
         agree, total = self.scope.spool(name).served_agreement(window)
         return agree / total if total else None
-
-    def _wait_for_camera_results(self, window: int, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        names = self.scope.config.camera_names
-        while time.monotonic() < deadline:
-            if all(self.scope.cameras.window_result(n, window) is not None for n in names):
-                return
-            time.sleep(0.1)

@@ -114,12 +114,10 @@ class Evaluator(Protocol):
 
 
 class CameraChannel(Protocol):
-    """What the controller tells cameras (the window clock, the frame stride) and reads back from them."""
+    """What the controller tells cameras (the window clock, the frame stride); it reads nothing back."""
 
     def publish(self, camera: str, *, t0: float, window_seconds: float, stride: float, window: int,
                 stop_after_window: int | None) -> None: ...
-
-    def window_result(self, camera: str, window: int) -> dict | None: ...
 
 
 class DeviceChooser(Protocol):

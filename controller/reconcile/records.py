@@ -43,7 +43,8 @@ class CameraWindowRecord(BaseModel):
     serving_accuracy: float | None = None  # the serving model's, on the last closed window's held-out data
     error_growth: float | None = None
     # the window's close
-    window_accuracy: float | None = None  # what the camera measured over the window (ground truth)
+    # the serving models' agreement with the golden labels on the window's captured samples (live accuracy)
+    window_accuracy: float | None = None
     serving_accuracy_on_new_data: float | None = None
     golden_label_accuracy: float | None = None  # golden labels against ground truth, where known
     # the window's retraining

@@ -21,7 +21,7 @@ from controller.reconcile.publish import Publisher
 from controller.reconcile.scope import Scope
 from controller.reconcile.step import Reconciler
 from controller.retention import Retention, rules_for
-from controller.runtime.cameras import FileCameraChannel
+from controller.runtime.cameras import DirectiveChannel
 from controller.runtime.devices import TrainingDevices
 from controller.runtime.evaluating import TorchEvaluator
 from controller.runtime.exporting import OnnxExporter
@@ -70,7 +70,7 @@ class Deployment:
         self.triton_figures: TritonFigures | None = None  # per-camera figures from Triton's metrics
         for name in config.camera_names:
             self.metrics.add_camera(name)
-        self.camera_channel = FileCameraChannel(self.layout, serving_version=self.served_version)
+        self.camera_channel = DirectiveChannel(serving_version=self.served_version)
 
     def start(self) -> Reconciler:
         """Raises DeploymentLocked, having touched nothing, where another controller runs the deployment."""

@@ -1,19 +1,26 @@
-"""The camera client on its own: frames made ahead of their window, and a stop that does not wait for them.
+"""The camera client on its own: frames made ahead of their window, a stop that does not wait for them,
+the request ids it sends.
 
-No Triton here: the client's requests go to a closed port and fail (counted, retried with backoff), which
-is what these tests need; serving is covered by tests/e2e/test_controller_end_to_end.py.
+Its directive comes from the controller's real endpoint (the channel and DirectivesServer on a free
+loopback port). No Triton here: the client's requests go to a closed port and fail (counted, retried with
+backoff), which is what these tests need; serving is covered by tests/camera/test_remote.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from camera.client import CameraClient
-from protocol.directives import CameraDirective, write_directive
-from protocol.files import CameraFiles
+from camera.client import CameraClient, request_id
+from camera.directives import HttpDirectiveWatcher
+from controller.runtime.cameras import DirectiveChannel
+from controller.runtime.directives_http import DirectivesServer
+from protocol.camera_results import CameraResults
+from protocol.directives import CameraDirective
 from trainer.streams.base import WindowData
 from trainer.streams.synthetic import CameraStreamSpec, generate_window
 
@@ -26,6 +33,26 @@ def free_port() -> int:
 
 
 SPEC = CameraStreamSpec(name="cam", seed=1, crop_size=16, fps=4, window_seconds=3, objects_per_frame=2)  # slack for a busy CI box
+
+
+@contextlib.contextmanager
+def directive_endpoint(cameras: tuple[str, ...] = ("cam",)) -> Iterator[tuple[DirectiveChannel, DirectivesServer]]:
+    """The controller's directive channel and its HTTP endpoint, on a free loopback port."""
+    channel = DirectiveChannel()
+    server = DirectivesServer(channel, list(cameras), window_seconds=SPEC.window_seconds).start(0)
+    try:
+        yield channel, server
+    finally:
+        server.close()
+
+
+def publish(channel: DirectiveChannel, directive: CameraDirective, camera: str = "cam") -> None:
+    channel.publish(camera, t0=directive.t0, window_seconds=directive.window_seconds, stride=directive.stride,
+                    window=directive.window, stop_after_window=directive.stop_after_window)
+
+
+def watcher(server: DirectivesServer) -> HttpDirectiveWatcher:
+    return HttpDirectiveWatcher(server.url, "cam", interval_s=0.1)
 
 
 class SlowSource:
@@ -53,19 +80,17 @@ class SlowSource:
         return data
 
 
-def _client(tmp_path: Path, source: SlowSource) -> tuple[CameraClient, CameraDirective]:
-    layout = CameraFiles(tmp_path)
-    directive = CameraDirective(t0=time.time(), window_seconds=SPEC.window_seconds)
-    layout.directive_file("cam").parent.mkdir(parents=True, exist_ok=True)
-    write_directive(layout.directive_file("cam"), directive)
-    client = CameraClient("cam", source, layout, f"127.0.0.1:{free_port()}", request_timeout_s=0.2)
-    return client, directive
+def _client(tmp_path: Path, source: SlowSource, server: DirectivesServer) -> CameraClient:
+    return CameraClient("cam", source, f"127.0.0.1:{free_port()}", watcher(server), CameraResults(tmp_path),
+                        request_timeout_s=0.2)
 
 
 def test_next_window_is_made_while_this_one_streams(tmp_path: Path) -> None:
     source = SlowSource(slow_s=1.0)  # shorter than a window: ready when its window starts
-    client, directive = _client(tmp_path, source)
-    stats = client.run(threading.Event(), max_windows=2)
+    directive = CameraDirective(t0=time.time() + 0.5, window_seconds=SPEC.window_seconds)
+    with directive_endpoint() as (channel, server):
+        publish(channel, directive)
+        stats = _client(tmp_path, source, server).run(threading.Event(), max_windows=2)
     assert [s.window for s in stats] == [0, 1]
     asked = dict(source.made)
     assert asked[1] < directive.t0 + SPEC.window_seconds  # asked for during window 0, not at its end
@@ -74,9 +99,10 @@ def test_next_window_is_made_while_this_one_streams(tmp_path: Path) -> None:
 
 def test_a_stop_does_not_wait_for_frames_being_made(tmp_path: Path) -> None:
     source = SlowSource(slow_s=60.0)
-    client, _ = _client(tmp_path, source)
-    started = time.monotonic()
-    stats = client.run(threading.Event(), max_windows=1)
+    with directive_endpoint() as (channel, server):
+        publish(channel, CameraDirective(t0=time.time() + 0.5, window_seconds=SPEC.window_seconds))
+        started = time.monotonic()
+        stats = _client(tmp_path, source, server).run(threading.Event(), max_windows=1)
     assert len(stats) == 1 and 1 in dict(source.made)  # window 1 was being made when the client stopped
     assert time.monotonic() - started < SPEC.window_seconds + 10
 
@@ -88,22 +114,21 @@ def test_first_window_is_made_while_waiting_for_the_controller(tmp_path: Path) -
 
     InferenceClient(f"127.0.0.1:{free_port()}", timeout_s=0.2).server_ready()
     source = SlowSource(slow_s=1.5, first_too=True)
-    layout = CameraFiles(tmp_path)
-    client = CameraClient("cam", source, layout, lambda: f"127.0.0.1:{free_port()}", request_timeout_s=0.2)
     result: list = []
-    runner = threading.Thread(target=lambda: result.append(client.run(
-        threading.Event(), max_windows=1, first_window_seconds=SPEC.window_seconds, directive_timeout_s=20)))
-    runner.start()
-    # The controller starts meanwhile (longer than the window takes to make, on a busy machine too); its
-    # first directive opens window 0 a second later, as the controller's does.
-    deadline = time.monotonic() + 30
-    while not (0 in source.ready and source.ready[0].is_set()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.1)
-    directive = CameraDirective(t0=time.time() + 1.0, window_seconds=SPEC.window_seconds)
-    layout.directive_file("cam").parent.mkdir(parents=True, exist_ok=True)
-    write_directive(layout.directive_file("cam"), directive)
-    runner.join(timeout=30)
+    with directive_endpoint() as (channel, server):
+        client = _client(tmp_path, source, server)
+        runner = threading.Thread(target=lambda: result.append(client.run(
+            threading.Event(), max_windows=1, first_window_seconds=SPEC.window_seconds, directive_timeout_s=20)))
+        runner.start()
+        # The controller starts meanwhile (longer than the window takes to make, on a busy machine too); its
+        # first directive opens window 0 a second later, as the controller's does.
+        deadline = time.monotonic() + 30
+        while not (0 in source.ready and source.ready[0].is_set()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.1)
+        directive = CameraDirective(t0=time.time() + 1.0, window_seconds=SPEC.window_seconds)
+        publish(channel, directive)
+        runner.join(timeout=30)
     (stats,) = result[0]
     assert stats.window == 0
     assert dict(source.made)[0] < directive.t0  # window 0 was asked for before the directive came
@@ -112,11 +137,17 @@ def test_first_window_is_made_while_waiting_for_the_controller(tmp_path: Path) -
 
 
 def test_no_directive_is_a_clear_timeout(tmp_path: Path) -> None:
-    client = CameraClient("cam", SlowSource(slow_s=0.0), CameraFiles(tmp_path), "127.0.0.1:1")
-    try:
-        client.run(threading.Event(), max_windows=1, first_window_seconds=SPEC.window_seconds,
-                   directive_timeout_s=0.5)
-    except TimeoutError as exc:
-        assert "is the controller running" in str(exc)
-    else:
-        raise AssertionError("no TimeoutError")
+    with directive_endpoint() as (_, server):  # up, but nothing published: the models are being made
+        client = _client(tmp_path, SlowSource(slow_s=0.0), server)
+        try:
+            client.run(threading.Event(), max_windows=1, first_window_seconds=SPEC.window_seconds,
+                       directive_timeout_s=0.5)
+        except TimeoutError as exc:
+            assert "is the controller running" in str(exc) and server.url in str(exc)
+        else:
+            raise AssertionError("no TimeoutError")
+
+
+def test_request_ids_name_the_camera_window_and_frame() -> None:
+    assert request_id("cam 0", 12, 7) == "cam 0/w12/f7"
+    assert len({request_id("cam", w, f) for w in range(3) for f in range(40)}) == 120  # one per request

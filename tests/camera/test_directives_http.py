@@ -1,5 +1,5 @@
-"""The camera following its directive through the controller's endpoint, with no directive file: a real
-client object against the real HTTP server (the controller's channel and DirectivesServer, on loopback).
+"""The camera following its directive through the controller's endpoint: a real client object against
+the real HTTP server (the controller's channel and DirectivesServer, on loopback).
 No Triton: requests go to a closed port and fail, which does not matter to the stride the camera follows."""
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from pathlib import Path
 
 from camera.client import CameraClient
 from camera.directives import HttpDirectiveWatcher
-from controller.layout import DataLayout
-from controller.runtime.cameras import FileCameraChannel
+from controller.runtime.cameras import DirectiveChannel
 from controller.runtime.directives_http import DirectivesServer
-from protocol.files import CameraFiles
+from protocol.camera_results import CameraResults
 from tests.camera.test_client import SPEC, free_port
 from trainer.streams.synthetic import generate_window
 
@@ -36,14 +35,13 @@ def _wait_for(predicate, timeout_s: float = 10.0) -> None:
 
 
 def test_the_camera_follows_a_stride_change_through_the_endpoint(tmp_path: Path) -> None:
-    controller_dir, camera_dir = tmp_path / "controller", tmp_path / "camera"  # nothing shared
-    channel = FileCameraChannel(DataLayout(controller_dir), serving_version=lambda camera: 3)
+    channel = DirectiveChannel(serving_version=lambda camera: 3)
     t0 = time.time() + 0.5
     channel.publish("cam", t0=t0, window_seconds=SPEC.window_seconds, stride=1.0, window=0, stop_after_window=1)
     server = DirectivesServer(channel, ["cam"], window_seconds=SPEC.window_seconds).start(0)
     watcher = HttpDirectiveWatcher(server.url, "cam", interval_s=0.1)
-    client = CameraClient("cam", Frames(), CameraFiles(camera_dir), f"127.0.0.1:{free_port()}",
-                          request_timeout_s=0.2, directives=watcher)
+    client = CameraClient("cam", Frames(), f"127.0.0.1:{free_port()}", watcher, CameraResults(tmp_path / "results"),
+                          request_timeout_s=0.2)
     done: list = []
     runner = threading.Thread(target=lambda: done.extend(client.run(threading.Event(), directive_timeout_s=10)))
     try:
@@ -59,12 +57,11 @@ def test_the_camera_follows_a_stride_change_through_the_endpoint(tmp_path: Path)
     assert set(done[0].stride_frames) == {1.0}
     assert done[1].stride_frames[3.0] > 0  # followed within the window, at the next poll
     assert watcher.current is not None and watcher.current.serving_version == 3
-    assert not CameraFiles(camera_dir).directive_file("cam").exists()
     assert watcher.fetches > 0
 
 
-def test_the_last_directive_is_kept_while_the_controller_is_away(tmp_path: Path) -> None:
-    channel = FileCameraChannel(DataLayout(tmp_path))
+def test_the_last_directive_is_kept_while_the_controller_is_away() -> None:
+    channel = DirectiveChannel()
     channel.publish("cam", t0=time.time(), window_seconds=10.0, stride=2.0, window=0, stop_after_window=None)
     server = DirectivesServer(channel, ["cam"], window_seconds=10.0).start(0)
     port = server.port
@@ -82,10 +79,3 @@ def test_the_last_directive_is_kept_while_the_controller_is_away(tmp_path: Path)
     finally:
         watcher.close()
         server.close()
-
-
-def test_a_controller_url_that_is_not_http_is_refused(tmp_path: Path, capsys) -> None:
-    from camera.cli import main
-
-    assert main(["--config", str(tmp_path / "c.yaml"), "--name", "cam", "--controller-url", "host:9401"]) == 2
-    assert "expected http://host:port" in capsys.readouterr().err

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from camera.settings import CameraSettingsError, load_camera_settings
-from protocol import defaults
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -34,14 +33,14 @@ def test_defaults_agree_with_the_controllers_config(tmp_path: Path) -> None:
     for name in ("a", "b"):
         camera = load_camera_settings(path, name)
         assert camera.source == config.camera(name).source  # the same model, paths resolved alike
-        assert camera.data_dir == config.data.dir == (tmp_path / "conf" / defaults.DATA_DIR)
-        assert camera.label_sampling_rate == config.label_sampling_rate
         assert camera.request_timeout_s == config.inference.request_timeout_s
         assert camera.window_seconds == config.window_seconds
         assert camera.context.crop_size == config.edge_model.input_size
         assert camera.context.history_windows == config.bootstrap.history_windows
-        assert camera.spool_budget_bytes == int(config.data.disk_budget_mb * 2**20 / 2)
-        assert camera.triton_mode == "embedded" and camera.triton_url is None
+        assert camera.triton_mode == "embedded"
+        assert camera.triton_url == f"{config.triton.address}:{config.triton.grpc_port}" == "127.0.0.1:8001"
+        assert camera.controller_url == f"http://{config.directives.address}:{config.directives.port}"
+        assert not hasattr(camera, "data_dir")  # the camera never learns where the controller's data is
 
 
 def test_reads_what_the_camera_needs(tmp_path: Path) -> None:
@@ -55,9 +54,9 @@ def test_reads_what_the_camera_needs(tmp_path: Path) -> None:
         edge_model: {input_size: 32}
         """)
     camera = load_camera_settings(path, "a")
-    assert (camera.window_seconds, camera.label_sampling_rate, camera.request_timeout_s) == (30, 0.5, 2)
-    assert camera.data_dir == Path("/var/ekya") and camera.spool_budget_bytes == 100 * 2**20
+    assert (camera.window_seconds, camera.request_timeout_s) == (30, 2)
     assert (camera.triton_mode, camera.triton_url) == ("external", "triton:8001")
+    assert camera.controller_url == "http://127.0.0.1:9401"
     assert camera.context.crop_size == 32 and camera.source.fps == 5
 
 
@@ -87,3 +86,16 @@ def test_ekya_camera_reports_a_bad_config_and_runs_as_its_own_script(tmp_path: P
         result = subprocess.run([sys.executable, "-m", *command, "--config", str(path), "--name", "a"],
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 2 and "no camera named 'a'" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(("sections", "triton_url", "controller_url"), [
+    ("triton: {mode: embedded, address: 0.0.0.0, grpc_port: 9001}\ndirectives: {address: 10.0.0.5, port: 9500}\n",
+     "127.0.0.1:9001", "http://10.0.0.5:9500"),  # exposed on every interface: this host's loopback reaches it
+    ("triton: {mode: embedded, address: '::1', grpc_port: 9001}\n", "[::1]:9001", "http://127.0.0.1:9401"),
+    ("triton: {mode: embedded, grpc_port: 0}\ndirectives: {port: 0}\n", None, None),  # free ports: unknown
+    ("directives: {enabled: false}\n", "127.0.0.1:8001", None),
+])
+def test_the_endpoints_the_config_names(tmp_path: Path, sections: str, triton_url: str | None,
+                                        controller_url: str | None) -> None:
+    camera = load_camera_settings(write(tmp_path, "cameras: [{name: a, source: {kind: synthetic}}]\n" + sections), "a")
+    assert (camera.triton_url, camera.controller_url) == (triton_url, controller_url)

@@ -57,8 +57,12 @@ def main() -> int:
         for k in range(int(frames.max()) + 1 if len(frames) else 0):
             time.sleep(max(0.0, start + k / fps - time.time()))
             if time.time() - last_poll > 1.0:
-                current, last_poll = directive(args.controller, args.camera), time.time()
-                report["strides"].append(current["stride"])
+                last_poll = time.time()
+                try:
+                    current = directive(args.controller, args.camera)
+                    report["strides"].append(current["stride"])
+                except OSError:  # the controller restarting: keep following the last directive
+                    pass
             crops = images[frames == k]
             if not len(crops) or not due(k, current["stride"]):
                 continue

@@ -1,5 +1,9 @@
 """End to end on CPU: embedded Triton, 2 synthetic drifting cameras, 3 short windows, real trainers.
 
+cam0 is our `ekya camera`; cam1 is a plain script that imports only numpy and tritonclient (as a user's own
+client would), run from its own directory: it knows Triton's and the controller's URLs, nothing else. Both
+are sampled server-side by their Triton models (capture), labelled, retrained and hot-swapped.
+
 Asserts that models were retrained and hot-swapped, that accuracy recovered on the drifting camera, that
 no inference request failed, that metrics are exposed, and that a restarted controller resumes where
 the previous one stopped (reattaching to the same Triton, same serving versions).
@@ -20,9 +24,13 @@ from controller.config import load_config
 from controller.layout import DataLayout
 from controller.service import run_controller
 from controller.state import ControllerState
+from controller.triton.server import free_port
+from protocol.camera_results import CameraResults
 from tests.metrics_coverage import MetricsScraper, missing, read_metric_names
 from tests.triton_helpers import embedded_triton_section
 
+PLAIN = "cam1"  # fed by tests/e2e/plain_camera.py
+PLAIN_CAMERA = Path(__file__).with_name("plain_camera.py")
 WINDOW_S = 30  # room for a second profile during a window on a slow 2-core CPU (AVX2 only: ~3x slower training)
 WINDOWS = 3
 
@@ -59,13 +67,31 @@ def _workers_alive(marker: str) -> list[str]:
             if (target := worker_log_of(pid)) is not None and marker in target and target.endswith("worker.log")]
 
 
+def _record_frames(config, camera: str, directory: Path) -> None:
+    """The camera's frames of every window, as a user's recording: crops and the frame each belongs to."""
+    import numpy as np
+
+    from controller.source_context import source_context
+    from sources.synthetic import SyntheticFrameSource, stream_spec
+
+    source = SyntheticFrameSource(stream_spec(config.camera(camera).source, source_context(config, camera)))
+    directory.mkdir(parents=True)
+    per_window = source.frames_per_window(config.window_seconds)
+    for window in range(WINDOWS):
+        data = source.window(window, config.window_seconds)
+        np.savez(directory / f"w{window}.npz", images=data.images, frame=data.frame_index - window * per_window,
+                 fps=source.fps)
+
+
 @pytest.mark.slow
 def test_controller_end_to_end_with_restart(tmp_path: Path):
     config_path = tmp_path / "deployment.yaml"
+    # fixed ports: the cameras are told both endpoints, and find the restarted controller's where they were
     config_path.write_text(yaml.safe_dump({**CONFIG, "data": {"dir": str(tmp_path / "data")},
-                                           "triton": embedded_triton_section()}))
+                                           "triton": embedded_triton_section(), "directives": {"port": free_port()}}))
     config = load_config(config_path)
     layout = DataLayout(Path(config.data.dir))
+    results = {name: CameraResults(tmp_path / "camera-results" / name) for name in config.camera_names}
     cameras: list[subprocess.Popen] = []
     scraped: dict[str, str] = {}
     scraper = MetricsScraper()  # the deployment's /metrics and Triton's, over HTTP while they run
@@ -74,11 +100,22 @@ def test_controller_end_to_end_with_restart(tmp_path: Path):
         scraper.watch(controller.metrics_url, config.triton_metrics_url)
         with urllib.request.urlopen(controller.metrics_url, timeout=10) as response:
             scraped["text"] = response.read().decode()
+        plain = tmp_path / "plain-camera"
+        cameras.append(subprocess.Popen(
+            [sys.executable, "-I", str(PLAIN_CAMERA), "--triton", f"127.0.0.1:{config.triton.grpc_port}",
+             "--controller", f"http://127.0.0.1:{config.directives.port}", "--camera", PLAIN,
+             "--frames", str(plain / "frames"), "--windows", str(WINDOWS)],
+            cwd=plain, stdout=open(plain / "report.json", "wb"), stderr=open(plain / "stderr.log", "wb")))
         for name in config.camera_names:
+            if name == PLAIN:
+                continue
             cameras.append(subprocess.Popen(
                 [sys.executable, "-m", "controller.cli", "camera", "--config", str(config_path), "--name", name,
-                 "--windows", str(WINDOWS)], stdout=open(tmp_path / f"{name}.log", "wb"), stderr=subprocess.STDOUT))
+                 "--windows", str(WINDOWS), "--triton-url", f"127.0.0.1:{config.triton.grpc_port}",
+                 "--controller-url", f"http://127.0.0.1:{config.directives.port}",
+                 "--results", str(results[name].root)], stdout=open(tmp_path / f"{name}.log", "wb"), stderr=subprocess.STDOUT))
 
+    _record_frames(config, PLAIN, tmp_path / "plain-camera" / "frames")
     try:
         # Phase A: windows 0 and 1, then the controller stops; Triton and the cameras keep running.
         first = run_controller(config, max_windows=2, keep_triton=True, on_started=on_started,
@@ -141,13 +178,26 @@ def test_controller_end_to_end_with_restart(tmp_path: Path):
     failed, requests = 0, 0
     for window in range(WINDOWS):
         for name in config.camera_names:
-            result = json.loads(layout.result_file(name, window).read_text())
+            if name == PLAIN:
+                continue
+            result = results[name].read_window(window)
+            assert result is not None, (name, window)
             failed += result["failed_requests"]
             requests += result["requests"]
             # every answered request's crops counted, with its round trip
             assert 0 < result["inferred_crops"] <= result["crops"], result
             assert 0 < result["latency_ms_p50"] <= result["latency_ms_p99"], result
     assert requests > 100 and failed == 0
+    # ...nor one of the plain client's, which imported nothing of ekya and followed the published stride
+    report = json.loads((tmp_path / "plain-camera" / "report.json").read_text())
+    assert report["requests"] > 50 and report["failed"] == 0, report
+    assert not {"controller", "camera", "protocol", "sources", "trainer", "common"} & set(report["modules"])
+    assert state.cameras[PLAIN].stride in report["strides"], (state.cameras[PLAIN].stride, report["strides"])
+    assert max(report["versions"]) > 1 or state.cameras[PLAIN].serving_version == 1, report
+    # Both cameras were sampled where they were served (Triton captured their requests), not by the client.
+    assert all(state.cameras[name].captured > 20 for name in config.camera_names), \
+        {n: c.captured for n, c in state.cameras.items()}
+    assert not (tmp_path / "plain-camera" / "data").exists()
 
     # Accuracy recovered on a drifting camera: a retrained model beats the bootstrap model on the last
     # window's frames (ground truth from the generator; the controller only ever saw golden labels).

@@ -160,10 +160,12 @@ def test_bootstrap_trains_edge_and_golden_models_on_the_history(deployment: Path
 def test_camera_streams_a_folder_window_through_triton(deployment: Path, bootstrapped: dict, tmp_path: Path,
                                                        triton_runtime) -> None:
     from camera.client import CameraClient
+    from camera.directives import HttpDirectiveWatcher
     from camera.settings import load_camera_settings
     from controller.triton.spec import ModelSpec
-    from protocol.directives import CameraDirective, write_directive
-    from protocol.files import CameraFiles
+    from protocol.camera_results import CameraResults
+    from protocol.directives import CameraDirective
+    from tests.camera.test_client import directive_endpoint, publish
     from tests.triton_helpers import running_server
     from trainer.export import export_onnx
     from trainer.models import load_model
@@ -172,32 +174,34 @@ def test_camera_streams_a_folder_window_through_triton(deployment: Path, bootstr
     frames = source_kind(settings.source.kind).open(settings.source, settings.context)
     onnx = tmp_path / "cam0.onnx"
     export_onnx(load_model(bootstrapped["edge_models"]["cam0"]), onnx, 32)
-    with running_server(tmp_path / "repo", tmp_path / "work", triton_runtime) as (_, client, serving):
+    results = CameraResults(tmp_path / "results")
+    with (running_server(tmp_path / "repo", tmp_path / "work", triton_runtime) as (_, client, serving),
+          directive_endpoint(("cam0",)) as (channel, directives)):
         serving.deploy(ModelSpec(name="cam0", input_dims=(3, 32, 32)), onnx)
-        files = CameraFiles(tmp_path / "data")
-        write_directive(files.directive_file("cam0"), CameraDirective(t0=time.time() + 0.5, window_seconds=WINDOW_S))
-        camera = CameraClient("cam0", frames, files, client.url, request_timeout_s=10)
+        publish(channel, CameraDirective(t0=time.time() + 0.5, window_seconds=WINDOW_S), "cam0")
+        camera = CameraClient("cam0", frames, client.url, HttpDirectiveWatcher(directives.url, "cam0", interval_s=0.2),
+                              results, request_timeout_s=10)
         (stats,) = camera.run(threading.Event(), max_windows=1)
     assert stats.frames == 32 and stats.failed_requests == 0 and stats.requests > 0
     assert dict(stats.versions) == {1: stats.requests}
     assert stats.accuracy is not None and 0.0 < stats.accuracy <= 1.0
-    assert json.loads(files.result_file("cam0", 0).read_text())["accuracy"] == stats.accuracy
+    assert results.read_window(0)["accuracy"] == stats.accuracy
 
 
 @pytest.mark.slow
 def test_run_one_window_with_a_folder_camera(deployment: Path, bootstrapped: dict) -> None:
     from controller.config import load_config
-    from controller.layout import DataLayout
     from controller.service import run_controller
     from controller.triton.server import free_port
+    from protocol.camera_results import CameraResults
 
     config = load_config(deployment)
-    layout = DataLayout(config.data.dir)
+    results = CameraResults(deployment.parent / "camera-results")
     log = open(deployment.parent / "camera.log", "wb")
     port = free_port()  # the directive endpoint's: the camera follows it there, not from the data directory
     camera = subprocess.Popen([sys.executable, "-m", "controller.cli", "camera", "--config", str(deployment),
                                "--name", "cam0", "--windows", "1", "--wait-seconds", "300",
-                               "--controller-url", f"http://127.0.0.1:{port}"],
+                               "--controller-url", f"http://127.0.0.1:{port}", "--results", str(results.root)],
                               stdout=log, stderr=subprocess.STDOUT)
     try:
         controller = run_controller(config, max_windows=1, bootstrap_progress=False, camera_windows=1,
@@ -209,7 +213,8 @@ def test_run_one_window_with_a_folder_camera(deployment: Path, bootstrapped: dic
         log.close()
     state = controller.state
     assert state is not None and state.closed == 0
-    result = json.loads(layout.result_file("cam0", 0).read_text())
+    result = results.read_window(0)
+    assert result is not None
     assert result["accuracy"] is not None and result["requests"] > 0 and result["failed_requests"] == 0
     assert state.history and "cam0" in state.history[-1].cameras
     assert textwrap.dedent("cam0 window 0: accuracy") in (deployment.parent / "camera.log").read_text()

@@ -124,22 +124,21 @@ def test_an_unregistered_kind_is_refused_again(tmp_path: Path) -> None:
 
 def test_the_camera_opens_and_streams_it(tmp_path: Path, constant_kind: SourceKind) -> None:
     from camera.client import CameraClient
+    from camera.directives import HttpDirectiveWatcher
     from camera.settings import load_camera_settings
-    from protocol.directives import CameraDirective, write_directive
-    from protocol.files import CameraFiles
-    from protocol.spool import Spool
+    from protocol.camera_results import CameraResults
+    from protocol.directives import CameraDirective
+    from tests.camera.test_client import directive_endpoint, publish
 
     settings = load_camera_settings(write_config(tmp_path, "{kind: constant, colour: [10, 20, 30]}"), "flat")
     frames = source_kind(settings.source.kind).open(settings.source, settings.context)
-    files = CameraFiles(settings.data_dir)
-    write_directive(files.directive_file("flat"), CameraDirective(t0=time.time(), window_seconds=1.0))
-    client = CameraClient("flat", frames, files, "127.0.0.1:1", request_timeout_s=0.2,
-                          label_sampling_rate=settings.label_sampling_rate)
-    (stats,) = client.run(threading.Event(), max_windows=1)
-    assert stats.frames == 4 and stats.spooled_crops == 4  # no Triton here: every request failed, frames spooled
-    spooled, truth = Spool(files, "flat", 2**20).read_window(stats.window)
-    assert spooled.images.shape == (4, 16, 16, 3) and (spooled.images[..., 2] == 30).all()
-    assert truth is not None and (truth == 1).all()
+    with directive_endpoint(("flat",)) as (channel, server):
+        publish(channel, CameraDirective(t0=time.time(), window_seconds=1.0), "flat")
+        client = CameraClient("flat", frames, "127.0.0.1:1", HttpDirectiveWatcher(server.url, "flat", interval_s=0.1),
+                              CameraResults(tmp_path / "results"), request_timeout_s=0.2)
+        (stats,) = client.run(threading.Event(), max_windows=1, directive_timeout_s=10)
+    assert stats.frames == 4 and stats.crops == 4  # every frame streamed (no Triton here: requests failed)
+    assert CameraResults(tmp_path / "results").read_window(stats.window)["frames"] == 4
 
 
 def test_the_bootstrap_and_the_inference_profile_call_its_hooks(tmp_path: Path, constant_kind: SourceKind) -> None:

@@ -78,8 +78,6 @@ def test_counters_and_histograms(metrics: ControllerMetrics, server: MetricsServ
     metrics.record_swap("cam0", ok=False)
     metrics.record_trainer_failure("cam1", "oom")
     metrics.record_trainer_failure("cam1", "segfault: core dumped at 0x7f")  # free text -> "other"
-    metrics.record_inference("cam0", requests=100, failures=2)
-    metrics.record_inference("cam0", requests=50)
     metrics.record_window(31.5)
     metrics.record_window(29.0)
     metrics.record_planning(0.4)
@@ -89,8 +87,6 @@ def test_counters_and_histograms(metrics: ControllerMetrics, server: MetricsServ
     assert value(s, "ekya_model_swap_failures_total", camera="cam0") == 1
     assert value(s, "ekya_trainer_failures_total", camera="cam1", reason="oom") == 1
     assert value(s, "ekya_trainer_failures_total", camera="cam1", reason="other") == 1
-    assert value(s, "ekya_camera_inference_requests_total", camera="cam0") == 150
-    assert value(s, "ekya_camera_inference_failures_total", camera="cam0") == 2
     assert value(s, "ekya_windows_completed_total") == 2
     assert value(s, "ekya_window_duration_seconds_count") == 2
     assert value(s, "ekya_window_duration_seconds_sum") == pytest.approx(60.5)
@@ -100,8 +96,6 @@ def test_counters_and_histograms(metrics: ControllerMetrics, server: MetricsServ
     assert value(s, "ekya_planning_duration_seconds_bucket", le="0.5") == 1
     assert value(s, "ekya_planning_duration_seconds_bucket", le="0.25") == 0
     assert not any(name.endswith("_created") for name, _ in s)  # no doubled series
-    with pytest.raises(ValueError):
-        metrics.record_inference("cam0", requests=-1)
 
 
 def test_window_length_marks_the_loop_and_counts_as_the_first_tick(metrics: ControllerMetrics) -> None:

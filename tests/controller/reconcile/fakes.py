@@ -191,13 +191,9 @@ class FakeProfiler:
 @dataclass
 class FakeCameras:
     directives: dict[str, dict] = field(default_factory=dict)
-    results: dict[tuple[str, int], dict] = field(default_factory=dict)
 
     def publish(self, camera: str, **directive) -> None:
         self.directives[camera] = directive
-
-    def window_result(self, camera: str, window: int) -> dict | None:
-        return self.results.get((camera, window), {"accuracy": 0.6, "requests": 10, "failed_requests": 0})
 
 
 CONFIG = {

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.layout import DataLayout
-from controller.runtime.cameras import FileCameraChannel
+from controller.runtime.cameras import DirectiveChannel
 from controller.runtime.directives_http import DirectivesServer
-from protocol.directives import API_VERSION, read_directive
+from protocol.directives import API_VERSION
 from tests.controller.reconcile.fakes import WINDOW_S, Harness, make_harness
 
 
@@ -30,7 +29,7 @@ def get(url: str) -> tuple[int, dict]:
 @dataclass
 class Running:
     harness: Harness
-    channel: FileCameraChannel
+    channel: DirectiveChannel
     server: DirectivesServer
 
     def get(self, path: str) -> tuple[int, dict]:
@@ -44,7 +43,7 @@ def running(tmp_path: Path) -> Iterator[Running]:
     def served(camera: str) -> int | None:  # as the deployment reads it: the state's record
         return (harness[0].state.cameras[camera].serving_version or None) if harness else None
 
-    channel = FileCameraChannel(DataLayout(tmp_path / "data"), serving_version=served)
+    channel = DirectiveChannel(serving_version=served)
     harness.append(make_harness(tmp_path, cameras=channel))
     server = DirectivesServer(channel, ["cam0", "cam1"], window_seconds=WINDOW_S,
                               metrics=harness[0].scope.metrics).start(0)
@@ -74,9 +73,8 @@ def test_directives_follow_the_plan_and_the_served_version(running: Running) -> 
     for entry in body["cameras"]:
         assert entry["stride"] == planned.cameras[entry["camera"]].stride == harness.state.cameras[entry["camera"]].stride
         assert entry["window"] == 1 and entry["t0"] == harness.state.t0
-        # the file beside it says the same (cameras without a controller URL read it)
-        assert read_directive(harness.scope.layout.directive_file(entry["camera"])).stride == entry["stride"]
     assert any(c["stride"] > 1 for c in body["cameras"]), "the plan gave every camera its full share"
+    assert not list(harness.scope.layout.root.rglob("directive.json"))  # the endpoint is the only channel
 
     harness.trainers.finish("cam0", 0.9)  # published as version 2 mid-window: no new directive, a new version
     harness.clock.advance(3)
@@ -105,9 +103,9 @@ def test_health_and_readiness(running: Running) -> None:
     assert running.get("/readyz") == (503, {"api_version": API_VERSION, "status": "not ready", "triton": "down"})
 
 
-def test_before_the_first_directive_cameras_are_told_to_wait(tmp_path: Path) -> None:
+def test_before_the_first_directive_cameras_are_told_to_wait() -> None:
     """The models are still being made: no directive yet, not ready, but alive."""
-    server = DirectivesServer(FileCameraChannel(DataLayout(tmp_path)), ["cam0"], window_seconds=10.0).start(0)
+    server = DirectivesServer(DirectiveChannel(), ["cam0"], window_seconds=10.0).start(0)
     try:
         url = server.url
         status, body = get(url + "/v1/cameras/cam0")
