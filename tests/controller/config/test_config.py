@@ -60,6 +60,15 @@ def test_cpu_demo_example_loads_with_four_drifting_synthetic_cameras() -> None:
     assert cfg.fixed_retraining_config.name == cfg.scheduler.retraining_config
 
 
+def test_external_cameras_example_has_fixed_loopback_endpoints_and_a_per_camera_sampling_rate() -> None:
+    cfg = load_config(ROOT / "examples" / "external-cameras.yaml")
+    assert isinstance(cfg.triton, TritonEmbedded)
+    # clients are configured once: the ports are fixed (never 0) and on loopback unless exposed
+    assert (cfg.triton.address, cfg.triton.grpc_port, cfg.directives.port) == ("127.0.0.1", 8001, 9401)
+    assert cfg.directives.address == "127.0.0.1" and not cfg.network.expose
+    assert cfg.camera("yard").label_sampling_rate == 0.2 and cfg.camera("gate").label_sampling_rate is None
+
+
 def test_gpu_example_loads_for_an_h100_with_mps_and_the_default_grid() -> None:
     cfg = load_config(ROOT / "examples" / "gpu-deployment.yaml")
     assert isinstance(cfg.resources, GpuResources)
