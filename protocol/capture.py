@@ -21,6 +21,7 @@ counted. numpy and the standard library only: this module runs inside Triton's p
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import random
@@ -36,6 +37,10 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 CHUNK_PREFIX = "cap-"
+# Each writer's cumulative counters, rewritten atomically at every flush and at close ("closed": true):
+# the controller turns them into metrics (Triton 2.51 aborts on a model reload while the python backend's
+# custom metrics exist, so they are not used).
+COUNTS_PREFIX = "counts-"
 CHUNK_SUFFIX = ".npz"
 CHUNK_ARRAYS = ("images", "arrival", "request_id", "prediction", "version")
 DEFAULT_CHUNK_SECONDS = 5.0
@@ -184,6 +189,7 @@ class CaptureWriter:
         self._pending = _Pending()
         self._counts = CaptureCounts()
         self._reported = CaptureCounts()
+        self._counts_written: CaptureCounts | None = None
         self._sequence = 0
         self._token = secrets.token_hex(3)
         self._last_error_log = -float("inf")
@@ -252,8 +258,28 @@ class CaptureWriter:
             if pending.crops:
                 path = self._write(pending)
             self._disk_bytes = self._scan_usage()
+            self._write_counts(closed=False)
             self._report()
             return path
+
+    @property
+    def counts_path(self) -> Path:
+        return self.directory / f"{COUNTS_PREFIX}{os.getpid()}-{self._token}.json"
+
+    def _write_counts(self, closed: bool) -> None:
+        counts = self.counts()
+        if counts == self._counts_written and not closed:
+            return
+        try:
+            body = json.dumps({"samples": counts.samples, "dropped": counts.dropped, "errors": counts.errors,
+                               "closed": closed}).encode()
+            self.directory.mkdir(parents=True, exist_ok=True)
+            temp = self.directory / f".{self.counts_path.name}.tmp"
+            temp.write_bytes(body)
+            os.replace(temp, self.counts_path)
+            self._counts_written = counts
+        except Exception as exc:  # the directory cannot be written: the chunks' errors say so too
+            self.record_error(f"writing the counters into {self.directory}", exc)
 
     def _write(self, pending: _Pending) -> Path | None:
         try:
@@ -327,6 +353,7 @@ class CaptureWriter:
             self._thread.join(timeout=max(10.0, 2 * self.chunk_seconds))
             self._thread = None
         self.flush()
+        self._write_counts(closed=True)
 
 
 def _atomic_savez(path: Path, crops: CapturedCrops) -> None:
@@ -345,3 +372,20 @@ def _atomic_savez(path: Path, crops: CapturedCrops) -> None:
         except OSError:
             pass
         raise
+
+
+def read_counts(directory: Path) -> list[tuple[Path, CaptureCounts, bool]]:
+    """Every writer's counters in `directory`: (file, cumulative counts, whether the writer closed).
+    A file that cannot be read (being replaced, foreign) is skipped: the next read has it."""
+    found = []
+    if not directory.is_dir():
+        return found
+    for path in sorted(directory.glob(f"{COUNTS_PREFIX}*.json")):
+        try:
+            data = json.loads(path.read_text())
+            dropped = {reason: int(data["dropped"].get(reason, 0)) for reason in DROP_REASONS}
+            found.append((path, CaptureCounts(int(data["samples"]), dropped, int(data["errors"])),
+                          bool(data.get("closed", False))))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return found

@@ -155,6 +155,16 @@ class ControllerMetrics:
         self.captured_crops = per_camera(
             Counter, "ekya_camera_captured_crops",
             "Crops the camera's Triton model captured (server side) that reached the controller's spool.")
+        self.capture_samples = per_camera(
+            Counter, "ekya_capture_samples",
+            "Crops the camera's Triton model captured and wrote for the controller (its writers' own count).")
+        self.capture_dropped = Counter(
+            "ekya_capture_dropped",
+            "Sampled crops the camera's Triton model did not write, by reason (budget: its capture directory "
+            "full; backlog: more waiting than a chunk may hold; error); requests never fail for it.",
+            ["camera", "reason"], registry=r)
+        self.capture_errors = per_camera(
+            Counter, "ekya_capture_errors", "Errors of the camera model's capture (logged in Triton's log).")
         self.capture_discarded = Counter(
             "ekya_camera_capture_discarded_crops",
             "Captured crops the controller dropped, by reason (before_start: before window 0; closed_window: "
@@ -288,6 +298,16 @@ class ControllerMetrics:
                 raise ValueError(f"discard reason must be one of {CAPTURE_DISCARD_REASONS}, got {reason!r}")
             if count:
                 self.capture_discarded.labels(camera, reason).inc(count)
+
+    def record_capture_writers(self, camera: str, samples: int, dropped: Mapping[str, int], errors: int) -> None:
+        """The capture writers' counts in Triton (protocol/capture.py), read from their counts files."""
+        if samples:
+            self.capture_samples.labels(camera).inc(samples)
+        for reason, count in dropped.items():
+            if count:
+                self.capture_dropped.labels(camera, reason).inc(count)
+        if errors:
+            self.capture_errors.labels(camera).inc(errors)
 
     def record_swap(self, camera: str, ok: bool) -> None:
         (self.swaps if ok else self.swap_failures).labels(camera).inc()

@@ -25,22 +25,26 @@ from controller.reconcile.scope import Scope
 from protocol.capture import (
     CHUNK_PREFIX,
     CHUNK_SUFFIX,
+    CaptureCounts,
     CapturedCrops,
     CaptureFileError,
     chunk_files,
     read_chunk,
+    read_counts,
 )
 from trainer.streams.base import UNLABELLED, WindowData
 
 log = logging.getLogger("controller")
 
-STALE_TEMP_SECONDS = 600.0  # a capture temp file this old was left by a stub that died mid-write
+STALE_TEMP_SECONDS = 600.0
+STALE_COUNTS_SECONDS = 3600.0  # a capture temp file this old was left by a stub that died mid-write
 
 
 class CaptureIngest:
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
         self._lock = threading.Lock()  # the labeller's pass and the close never move the same file twice
+        self._counted: dict[str, CaptureCounts] = {}  # each capture writer's counts already exported
 
     def capture_dir(self, camera: str) -> Path:
         return self.scope.config.capture_dir / camera
@@ -70,6 +74,7 @@ class CaptureIngest:
             moved += self._into_spool(camera, path, crops, discarded)
             path.unlink(missing_ok=True)  # only now: every part of it is in the spool
         _remove_stale_temp_files(directory)
+        self._export_writer_counts(camera, directory)
         if moved or discarded:
             self.scope.state.cameras[camera].captured += moved
             self.scope.metrics.record_capture(camera, moved, discarded)
@@ -99,6 +104,27 @@ class CaptureIngest:
             spool.write_chunk(int(window), name, data, served=part.prediction)
             written += n
         return written
+
+
+    def _export_writer_counts(self, camera: str, directory: Path) -> None:
+        """The capture writers' own counters (samples written, dropped by reason, errors) as metrics: each
+        file's growth since the last read; a closed writer's file goes once counted, as does one left
+        unchanged for STALE_COUNTS_SECONDS (a stub killed without closing)."""
+        total = CaptureCounts()
+        for path, counts, closed in read_counts(directory):
+            before = self._counted.get(path.name, CaptureCounts())
+            delta = counts.minus(before)
+            self._counted[path.name] = counts
+            total.samples += max(0, delta.samples)
+            total.errors += max(0, delta.errors)
+            for reason, count in delta.dropped.items():
+                total.dropped[reason] += max(0, count)
+            try:
+                if closed or time.time() - path.stat().st_mtime > STALE_COUNTS_SECONDS:
+                    path.unlink(missing_ok=True)
+            except OSError:
+                pass
+        self.scope.metrics.record_capture_writers(camera, total.samples, total.dropped, total.errors)
 
 
 def _remove_stale_temp_files(directory: Path) -> None:

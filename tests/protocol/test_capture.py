@@ -16,6 +16,7 @@ from protocol.capture import (
     CaptureWriter,
     chunk_files,
     read_chunk,
+    read_counts,
     request_draw,
     to_uint8_images,
 )
@@ -87,9 +88,13 @@ def test_a_write_cut_short_leaves_no_chunk_and_is_counted(tmp_path: Path, monkey
 
     monkeypatch.setattr(capture.np, "savez", crash_midway)
     assert writer.flush() is None  # no exception
-    assert list(tmp_path.iterdir()) == []  # neither a chunk nor its temp file
+    assert [p.name for p in tmp_path.iterdir()] == [writer.counts_path.name]  # neither a chunk nor its temp file
     counts = writer.counts()
     assert counts.samples == 0 and counts.dropped["error"] == 4 and counts.errors == 1
+    # ...and the counters are in the file the controller reads them from
+    assert read_counts(tmp_path) == [(writer.counts_path, counts, False)]
+    writer.close()
+    assert read_counts(tmp_path) == [(writer.counts_path, counts, True)]
 
 
 def test_over_its_budget_new_samples_are_dropped_and_counted(tmp_path: Path) -> None:

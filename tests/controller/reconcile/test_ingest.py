@@ -120,3 +120,27 @@ def test_live_accuracy_is_the_served_models_agreement_with_the_golden_labels(tmp
     assert h.state.cameras["cam1"].live_accuracy is None  # nothing captured: no live accuracy to report
     record = next(r for r in h.state.history if r.window == 0)
     assert record.cameras["cam0"].window_accuracy == 7 / 9  # in the window record too
+
+
+def test_the_capture_writers_counters_become_the_controllers_metrics(tmp_path: Path) -> None:
+    h = make_harness(tmp_path)
+    h.enter_window(0)
+    directory = h.scope.config.capture_dir / "cam0"
+    live = CaptureWriter(directory, 1.0, 2**30)
+    for k in range(3):
+        live.add(to_model_input(np.zeros((2, 4, 4, 3), np.uint8)), [0, 1], request_id=f"r{k}",
+                 arrival=h.state.t0 + 1.0, version=1)
+    live.flush()
+    gone = CaptureWriter(directory, 1.0, budget_bytes=0)  # a writer whose directory is full, then closed
+    gone.add(to_model_input(np.zeros((1, 4, 4, 3), np.uint8)), [0], arrival=h.state.t0 + 1.0, version=1)
+    gone.close()
+    h.reconciler.label_open_window()
+    sample = h.scope.metrics.registry.get_sample_value
+    assert sample("ekya_capture_samples_total", {"camera": "cam0"}) == 6
+    assert sample("ekya_capture_dropped_total", {"camera": "cam0", "reason": "budget"}) == 1
+    assert not gone.counts_path.exists() and live.counts_path.exists()  # a closed writer's file, once counted
+    live.add(to_model_input(np.zeros((1, 4, 4, 3), np.uint8)), [0], request_id="r9", arrival=h.state.t0 + 2.0,
+             version=1)
+    live.flush()
+    h.reconciler.label_open_window()
+    assert sample("ekya_capture_samples_total", {"camera": "cam0"}) == 7  # its growth, not its total again

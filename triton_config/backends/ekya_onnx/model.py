@@ -15,7 +15,7 @@ Requests queued together by the dynamic batcher are concatenated and run in one 
 Capture (the `capture_dir` parameter; absent: off): after the responses are made, a sample of the requests'
 inputs, with their request id, arrival time and served top-1 class, goes to protocol/capture.py's writer,
 which writes it into `<capture_dir>/<model>/` for the controller to label and train on. It never fails
-or delays a request; its counters are Triton custom metrics (ekya_capture_*), labelled by model.
+or delays a request; its counters are written beside the chunks for the controller's metrics.
 """
 
 from __future__ import annotations
@@ -139,43 +139,6 @@ class _TorchRuntime:
         return responses
 
 
-class _CaptureMetrics:
-    """The writer's counters as Triton custom metrics on the server's metrics port (each instance adds
-    its own counts to the model's series)."""
-
-    def __init__(self, model: str) -> None:
-        from protocol.capture import DROP_REASONS
-
-        counter = pb_utils.MetricFamily.COUNTER
-        self.families = [
-            pb_utils.MetricFamily(name="ekya_capture_samples_total", kind=counter,
-                                  description="Crops captured from served requests and written for the controller."),
-            pb_utils.MetricFamily(name="ekya_capture_dropped_total", kind=counter,
-                                  description="Sampled crops not written, by reason (budget, backlog, error)."),
-            pb_utils.MetricFamily(name="ekya_capture_errors_total", kind=counter,
-                                  description="Errors of the capture (each logged, rate-limited); requests never fail."),
-        ]
-        samples, dropped, errors = self.families
-        self.samples = samples.Metric(labels={"model": model})
-        self.dropped = {r: dropped.Metric(labels={"model": model, "reason": r}) for r in DROP_REASONS}
-        self.errors = errors.Metric(labels={"model": model})
-
-    def add(self, delta) -> None:  # type: ignore[no-untyped-def]
-        if delta.samples:
-            self.samples.increment(delta.samples)
-        for reason, count in delta.dropped.items():
-            if count:
-                self.dropped[reason].increment(count)
-        if delta.errors:
-            self.errors.increment(delta.errors)
-
-    def close(self) -> None:
-        # Metric objects go before their families (the stub insists)
-        self.samples = self.errors = None  # type: ignore[assignment]
-        self.dropped = {}
-        self.families = []
-
-
 class _Capture:
     """Hands a sample of the served requests to protocol/capture.py's writer; never raises."""
 
@@ -185,16 +148,12 @@ class _Capture:
         model = args["model_name"]
         self.input_name, self.output_name = input_name, output_name
         self.version = int(args.get("model_version", "0") or 0)
-        try:
-            self.metrics: _CaptureMetrics | None = _CaptureMetrics(model)
-        except Exception as exc:  # a Triton without custom metrics: capture all the same
-            pb_utils.Logger.log_warn(f"{model}: capture metrics unavailable: {exc}")
-            self.metrics = None
+        # its counters go to a file beside the chunks, for the controller's metrics (not Triton's custom
+        # metrics: this Triton aborts on a model reload while they exist)
         self.writer = CaptureWriter(
             os.path.join(params["capture_dir"], model), float(params.get("capture_rate", "0") or 0),
             int(params.get("capture_budget_bytes", "0") or 0),
-            float(params.get("capture_chunk_seconds", "") or DEFAULT_CHUNK_SECONDS),
-            on_flush=self.metrics.add if self.metrics is not None else None).start()
+            float(params.get("capture_chunk_seconds", "") or DEFAULT_CHUNK_SECONDS)).start()
 
     def offer(self, requests: list, outputs: list, arrival: float) -> None:
         writer = self.writer
@@ -212,8 +171,6 @@ class _Capture:
 
     def close(self) -> None:
         self.writer.close()
-        if self.metrics is not None:
-            self.metrics.close()
 
 
 class TritonPythonModel:
