@@ -3,7 +3,7 @@ onnxruntime in-process and by the embedded Triton through our ekya_onnx backend 
 renders for a camera holding --share of the serving pool: 1.0, the whole box, by default), with 1 and 2
 client threads and 1 and 8 crops per request.
 
-    python bench/serving.py [--quick] [--seconds 6] [--repeats 3] [--share 1.0] [--capture]
+    python bench/serving.py [--quick] [--seconds 3] [--repeats 3] [--share 1.0] [--capture]
 
 Each configuration is measured --repeats times, onnxruntime and Triton alternating (the machine may be
 shared: medians are reported). Prints the machine, a table (requests/s, crops/s, p50/p99 ms, failed,
@@ -162,8 +162,8 @@ def fmt(value: float, digits: int = 1) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke test: short runs, one repeat")
-    parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per run")
-    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=0.75)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--crops", type=int, nargs="+", default=[1, 8])
