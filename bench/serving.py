@@ -155,6 +155,16 @@ def capture_fields(wanted: bool) -> dict:
                      "yet: wire them in bench/serving.py capture_fields")
 
 
+def machine_load() -> str:
+    """The 1-min load average and CPU pressure (other work on these cores makes every figure lower)."""
+    try:
+        load = open("/proc/loadavg", encoding="utf-8").read().split()[0]
+        pressure = open("/proc/pressure/cpu", encoding="utf-8").readline().split()[2].removeprefix("avg60=")
+    except (OSError, IndexError):
+        return "unknown"
+    return f"load average {load}, CPU pressure (some, 60 s) {pressure}%"
+
+
 def fmt(value: float, digits: int = 1) -> str:
     return "-" if value != value else f"{value:.{digits}f}"
 
@@ -219,7 +229,8 @@ def main() -> int:
             row["added_p50_ms"] = round(row["triton"]["p50_ms"] - row["onnxruntime"]["p50_ms"], 2)
             rows.append(row)
 
-    print(f"\nmedians of {args.repeats} run(s) of {args.seconds:g} s each, capture {'on' if capture else 'off'}:")
+    print(f"\nmedians of {args.repeats} run(s) of {args.seconds:g} s each, capture {'on' if capture else 'off'}; "
+          f"at the end: {machine_load()}")
     print(f"{'threads':>7} {'crops':>5} | {'ort req/s':>9} {'crops/s':>8} {'p50':>6} {'p99':>6} | "
           f"{'triton req/s':>12} {'crops/s':>8} {'p50':>6} {'p99':>6} {'failed':>6} | {'ratio':>5} {'+p50 ms':>7}")
     for row in rows:
@@ -230,7 +241,7 @@ def main() -> int:
               f"{row['throughput_ratio']:>5.2f} {row['added_p50_ms']:>7.2f}")
     failed = sum(r["triton"]["failed"] + r["onnxruntime"]["failed"] for r in rows)
     print(json.dumps({"machine": describe(), "seconds": args.seconds, "repeats": args.repeats, "share": args.share,
-                      "capture": bool(capture),
+                      "capture": bool(capture), "load_at_end": machine_load(),
                       "spec": spec.model_dump(mode="json"), "rows": rows, "failed": failed}))
     return 1 if failed else 0
 
