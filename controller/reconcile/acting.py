@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from controller.planner import Plan
+from controller.planner.instances import instances_for_share
 from controller.planner.objective import equal_split
 from controller.reconcile.context import WindowContext
 from controller.reconcile.ports import GpuMemoryError
@@ -67,8 +68,8 @@ class PlanApplier:
         cam.inference_share = share
         raw = scope.inference.stride(share)
         stride = float(MAX_STRIDE) if not math.isfinite(raw) else round(max(1.0, min(MAX_STRIDE, raw)), 3)
-        instances = max(1, min(scope.config.inference.max_instances,
-                               math.ceil(share / scope.inference.full_share - 1e-6)))
+        instances = instances_for_share(share, scope.inference.full_share, scope.config.inference.max_instances,
+                                        cores=None if scope.gpu else scope.cores)
         if stride != cam.stride:
             cam.stride = stride
             scope.tell_camera(name)

@@ -300,3 +300,37 @@ def test_labelling_with_requests_in_flight_answers_as_one_at_a_time(tmp_path, tr
         assert len(set(one.tolist())) > 1  # a real answer, not one class for everything
         with pytest.raises(TritonClientError):
             predict_through_triton(client, "no-such-model", images, batch_size=8, in_flight=4)
+
+
+def test_requests_batched_together_each_get_their_own_outputs(tmp_path, triton_runtime, models):
+    """The backend runs requests the dynamic batcher queued together as one batch and splits the outputs
+    back: each request gets the rows of its own input, whatever the batch sizes beside it."""
+    path = models[1][0]
+    sizes = (1, 2, 3, 5)
+    inputs = [np.random.default_rng(i).random((n, *INPUT_DIMS), dtype=np.float32) for i, n in enumerate(sizes)]
+    direct = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    expected = [direct.run(["logits"], {"input": batch})[0] for batch in inputs]
+    spec = SPEC.model_copy(update={"max_queue_delay_us": 100_000})  # long enough for all four to queue
+    with running_server(tmp_path / "repo", tmp_path / "work", triton_runtime) as (server, client, serving):
+        serving.deploy(spec, path)
+        results: dict[int, list[np.ndarray]] = {i: [] for i in range(len(sizes))}
+        barrier = threading.Barrier(len(sizes))
+
+        def send(index: int) -> None:
+            with TritonClient(server.info.grpc_url, timeout_s=30) as own:
+                for _ in range(3):
+                    barrier.wait(timeout=30)
+                    results[index].append(own.infer("cam-a", inputs[index]))
+
+        workers = [threading.Thread(target=send, args=(i,)) for i in range(len(sizes))]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+        for index, outputs in results.items():
+            assert len(outputs) == 3
+            for out in outputs:
+                np.testing.assert_allclose(out, expected[index], rtol=1e-4, atol=1e-5)
+        stats = client.statistics("cam-a")[0]
+        assert stats.success_count == 3 * len(sizes)
+        assert stats.execution_count < stats.success_count  # some requests really ran batched together
