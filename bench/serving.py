@@ -3,7 +3,7 @@ onnxruntime in-process and by the embedded Triton through our ekya_onnx backend 
 renders for a camera holding --share of the serving pool: 1.0, the whole box, by default), with 1 and 2
 client threads and 1 and 8 crops per request.
 
-    python bench/serving.py [--quick] [--seconds 3] [--repeats 3] [--share 1.0] [--capture]
+    python bench/serving.py [--quick] [--seconds 3] [--repeats 3] [--share 1.0] [--capture-rate 0.1]
 
 Each configuration is measured --repeats times, onnxruntime and Triton alternating (the machine may be
 shared: medians are reported). Prints the machine, a table (requests/s, crops/s, p50/p99 ms, failed,
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -40,6 +41,7 @@ from trainer.shares import usable_cores  # noqa: E402
 
 ADMIN_KEY = "bench-admin-key"
 MODEL = "cam0"
+CAPTURE_MODEL = "cam1"  # the same model with sample capture on
 CLASSES = 6
 
 
@@ -123,36 +125,38 @@ def onnxruntime_caller(path: Path, intra_op_threads: int) -> Callable[[int], Cal
     return lambda _index: (lambda batch: session.run(["logits"], {"input": batch})[0])
 
 
-def triton_caller(url: str) -> Callable[[int], Callable[[np.ndarray], np.ndarray]]:
+def triton_caller(url: str, model: str = MODEL) -> Callable[[int], Callable[[np.ndarray], np.ndarray]]:
     """A gRPC client per thread, as every camera has its own."""
 
     def make(_index: int) -> Callable[[np.ndarray], np.ndarray]:
         client = TritonClient(url, timeout_s=30)
-        return lambda batch: client.infer(MODEL, batch)
+        return lambda batch: client.infer(model, batch)
 
     return make
 
 
-def served_spec(size: int, share: float, capture: dict) -> ModelSpec:
+def served_spec(size: int, share: float, capture: dict, name: str = MODEL) -> ModelSpec:
     """What the controller renders for a camera holding `share` of the serving pool with the default
     inference config (controller/runtime/deployment.py model_spec; reconcile/acting.py sets the instances)."""
     config = InferenceConfig()
     instances = instances_for_share(share, config.full_share, config.max_instances, cores=usable_cores())
-    return ModelSpec(name=MODEL, input_dims=(3, size, size), max_batch_size=config.max_batch_size,
+    return ModelSpec(name=name, input_dims=(3, size, size), max_batch_size=config.max_batch_size,
                      max_queue_delay_us=config.max_queue_delay_us, instance_count=instances, **capture)
 
 
-def capture_fields(wanted: bool) -> dict:
-    """Capture settings for the spec, once ModelSpec has them (issue 16's capture part lands them)."""
-    if not wanted:
-        return {}
-    names = [n for n in ModelSpec.model_fields if n.startswith("capture")]
-    if not names:
-        print("--capture: ModelSpec has no capture fields yet (the capture change is not merged): "
-              "measuring with capture off", flush=True)
-        return {}
-    raise SystemExit(f"--capture: ModelSpec has capture fields {names}, but this benchmark does not set them "
-                     "yet: wire them in bench/serving.py capture_fields")
+def capture_fields(directory: Path, rate: float) -> dict:
+    """Sample capture as the controller turns it on for a camera model (the default sampling rate)."""
+    return {"capture_dir": str(directory), "capture_rate": rate, "capture_budget_bytes": 2**30,
+            "capture_chunk_seconds": 5.0}
+
+
+def captured_bytes_per_crop(directory: Path) -> tuple[int, float]:
+    """Crops captured, and the chunk files' bytes per crop."""
+    from protocol.capture import chunk_files, read_chunk
+
+    files = [p for d in directory.iterdir() if d.is_dir() for p in chunk_files(d)] if directory.is_dir() else []
+    crops = sum(len(read_chunk(p)) for p in files)
+    return crops, (sum(p.stat().st_size for p in files) / crops if crops else float("nan"))
 
 
 def machine_load() -> str:
@@ -180,7 +184,8 @@ def main() -> int:
     parser.add_argument("--input-size", type=int, default=64)
     parser.add_argument("--share", type=float, default=1.0,
                         help="the camera's inference share (1.0: the whole box; 0.25: a full share)")
-    parser.add_argument("--capture", action="store_true", help="Triton with sample capture on")
+    parser.add_argument("--capture-rate", type=float, default=0.1,
+                        help="also a Triton model with sample capture on, at this rate (0: leave it out)")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep the model and Triton runtime here")
     args = parser.parse_args()
     if args.quick:
@@ -192,8 +197,9 @@ def main() -> int:
     onnx_path = work / f"resnet18-{args.input_size}.onnx"
     if not onnx_path.is_file():
         export_edge_model(onnx_path, args.input_size)
-    capture = capture_fields(args.capture)
-    spec = served_spec(args.input_size, args.share, capture)
+    spec = served_spec(args.input_size, args.share, {})
+    capture = capture_fields(work / "capture", args.capture_rate) if args.capture_rate > 0 else {}
+    shutil.rmtree(work / "capture", ignore_errors=True)
     print(f"spec at share {args.share:g}: {spec.instance_count} instance(s), intra-op threads {spec.intra_op_threads}, "
           f"max batch {spec.max_batch_size}, queue delay {spec.max_queue_delay_us} us", flush=True)
 
@@ -202,9 +208,14 @@ def main() -> int:
     results: dict[tuple[str, int, int], list[dict]] = {}
     try:
         with TritonClient(info.grpc_url, admin_key=ADMIN_KEY, timeout_s=120) as admin:
-            ServingManager(ModelRepository(work / "repo"), admin, load_timeout_s=120).deploy(spec, onnx_path)
+            manager = ServingManager(ModelRepository(work / "repo"), admin, load_timeout_s=120)
+            manager.deploy(spec, onnx_path)
+            if capture:
+                manager.deploy(served_spec(args.input_size, args.share, capture, CAPTURE_MODEL), onnx_path)
         callers = {"onnxruntime": onnxruntime_caller(onnx_path, spec.intra_op_threads),
                    "triton": triton_caller(info.grpc_url)}
+        if capture:
+            callers["triton+capture"] = triton_caller(info.grpc_url, CAPTURE_MODEL)
         for repeat in range(args.repeats):
             for threads in args.threads:
                 for crops in args.crops:
@@ -221,15 +232,19 @@ def main() -> int:
     for threads in args.threads:
         for crops in args.crops:
             row: dict = {"threads": threads, "crops": crops}
-            for name in ("onnxruntime", "triton"):
+            for name in callers:
                 runs = results[(name, threads, crops)]
                 row[name] = {key: round(statistics.median(r[key] for r in runs), 2) for key in runs[0]}
                 row[name]["failed"] = sum(r["failed"] for r in runs)
             row["throughput_ratio"] = round(row["triton"]["rps"] / row["onnxruntime"]["rps"], 3)
             row["added_p50_ms"] = round(row["triton"]["p50_ms"] - row["onnxruntime"]["p50_ms"], 2)
+            if capture:
+                on = row["triton+capture"]
+                row["capture_throughput_ratio"] = round(on["rps"] / row["onnxruntime"]["rps"], 3)
+                row["capture_p50_increase"] = round(on["p50_ms"] / row["triton"]["p50_ms"] - 1.0, 3)
             rows.append(row)
 
-    print(f"\nmedians of {args.repeats} run(s) of {args.seconds:g} s each, capture {'on' if capture else 'off'}; "
+    print(f"\nmedians of {args.repeats} run(s) of {args.seconds:g} s each, "
           f"at the end: {machine_load()}")
     print(f"{'threads':>7} {'crops':>5} | {'ort req/s':>9} {'crops/s':>8} {'p50':>6} {'p99':>6} | "
           f"{'triton req/s':>12} {'crops/s':>8} {'p50':>6} {'p99':>6} {'failed':>6} | {'ratio':>5} {'+p50 ms':>7}")
@@ -239,9 +254,19 @@ def main() -> int:
               f"{fmt(o['p50_ms'], 2):>6} {fmt(o['p99_ms'], 2):>6} | {fmt(t['rps']):>12} {fmt(t['crops_s']):>8} "
               f"{fmt(t['p50_ms'], 2):>6} {fmt(t['p99_ms'], 2):>6} {t['failed']:>6} | "
               f"{row['throughput_ratio']:>5.2f} {row['added_p50_ms']:>7.2f}")
-    failed = sum(r["triton"]["failed"] + r["onnxruntime"]["failed"] for r in rows)
+    if capture:
+        print(f"{'threads':>7} {'crops':>5} | capture on: {'req/s':>7} {'p50':>6} {'p99':>6} {'failed':>6} | "
+              f"{'ratio':>5} {'p50 vs off':>10}")
+        for row in rows:
+            on = row["triton+capture"]
+            print(f"{row['threads']:>7} {row['crops']:>5} | {'':>11} {fmt(on['rps']):>7} {fmt(on['p50_ms'], 2):>6} "
+                  f"{fmt(on['p99_ms'], 2):>6} {on['failed']:>6} | {row['capture_throughput_ratio']:>5.2f} "
+                  f"{row['capture_p50_increase']:>+10.1%}")
+        crops_captured, per_crop = captured_bytes_per_crop(work / "capture")
+        print(f"captured {crops_captured} crops at rate {args.capture_rate:g}: {per_crop:,.0f} bytes per crop on disk")
+    failed = sum(r[name]["failed"] for r in rows for name in callers)
     print(json.dumps({"machine": describe(), "seconds": args.seconds, "repeats": args.repeats, "share": args.share,
-                      "capture": bool(capture), "load_at_end": machine_load(),
+                      "capture_rate": args.capture_rate if capture else 0, "load_at_end": machine_load(),
                       "spec": spec.model_dump(mode="json"), "rows": rows, "failed": failed}))
     return 1 if failed else 0
 
