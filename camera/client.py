@@ -69,6 +69,7 @@ class WindowStats:
     crops: int = 0
     requests: int = 0
     failed_requests: int = 0
+    shed_requests: int = 0  # rejected by the model's bounded queue (not failures: the server is up)
     stride_frames: Counter = field(default_factory=Counter)  # stride -> frames under it
     versions: Counter = field(default_factory=Counter)  # model version -> requests it answered
     accuracy: float | None = None
@@ -83,6 +84,7 @@ class WindowStats:
             "camera": self.camera, "window": self.window, "accuracy": self.accuracy, "frames": self.frames,
             "processed_frames": self.processed_frames, "late_frames": self.late_frames, "crops": self.crops,
             "requests": self.requests, "failed_requests": self.failed_requests,
+            "shed_requests": self.shed_requests,
             "inferred_crops": self.inferred_crops,
             "latency_ms_p50": self.latency_ms(50), "latency_ms_p99": self.latency_ms(99),
             "stride_frames": {str(k): v for k, v in sorted(self.stride_frames.items())},
@@ -136,7 +138,7 @@ class CameraClient:
         self._retry_at = 0.0
         self._backoff = 0.1
         self._failures_in_a_row = 0
-        self.totals = {"requests": 0, "failed_requests": 0, "reconnects": 0}
+        self.totals = {"requests": 0, "failed_requests": 0, "shed_requests": 0, "reconnects": 0}
 
     # -- Triton ----------------------------------------------------------------------------------
     def _triton(self) -> InferenceClient:
@@ -165,6 +167,11 @@ class CameraClient:
                                                                request_id=request)
             stats.latencies_ms.append((time.perf_counter() - sent) * 1000.0)
         except Exception as exc:  # server down, restarting, model not loaded: retry with backoff
+            if is_shed(exc):  # Triton's queue policy turned it away: the server is up, and busy
+                stats.shed_requests += 1
+                self.totals["shed_requests"] += 1
+                log.warning("%s: request shed by Triton's queue (%s)", self.name, exc)
+                return None
             stats.failed_requests += 1
             self.totals["failed_requests"] += 1
             self._failures_in_a_row += 1
@@ -293,6 +300,14 @@ class CameraClient:
             "requests_total": self.totals["requests"], "failed_requests_total": self.totals["failed_requests"],
             "window_requests": stats.requests, "window_failed_requests": stats.failed_requests,
         })
+
+
+# Triton's answers to a request its model's queue policy turned away (timed out waiting, or a full queue)
+SHED_MESSAGES = ("Request timeout expired", "Exceeds maximum queue size")
+
+
+def is_shed(exc: BaseException) -> bool:
+    return any(message in str(exc) for message in SHED_MESSAGES)
 
 
 def _group_by_frame(local_frame: np.ndarray, frames: int) -> list[np.ndarray]:

@@ -40,6 +40,7 @@ class SchedulerRun:
     accuracy: dict[int, dict[str, float | None]] = field(default_factory=dict)  # window -> camera -> acc
     requests: int = 0
     failed_requests: int = 0
+    shed_requests: int = 0  # turned away by the models' bounded queues
     swaps: int = 0
     failed_swaps: int = 0
     trainer_failures: int = 0
@@ -147,6 +148,7 @@ def run_scheduler(raw: dict, base_dir: Path, work_dir: Path, scheduler: str, win
             run.accuracy[window][name] = result.get("accuracy")
             run.requests += int(result.get("requests", 0))
             run.failed_requests += int(result.get("failed_requests", 0))
+            run.shed_requests += int(result.get("shed_requests", 0))
             run.inferred_crops += int(result.get("inferred_crops", 0))
             for key in ("latency_ms_p50", "latency_ms_p99"):
                 if result.get(key) is not None:
@@ -191,7 +193,7 @@ def run_comparison(config_path: Path, schedulers: list[str], windows: int, work_
             runs.append(run)
             mean = run.mean()
             print(f"  {scheduler}: mean accuracy {'n/a' if mean is None else f'{mean:.3f}'}, {run.swaps} swaps, "
-                  f"{run.failed_requests} failed of {run.requests} requests ({run.seconds:.0f}s)", flush=True)
+                  f"{run.failed_requests} failed, {run.shed_requests} shed of {run.requests} requests ({run.seconds:.0f}s)", flush=True)
     atomic_write_json(work_dir / "comparison.json", summary(runs, windows))
     return runs
 
@@ -241,6 +243,7 @@ def summary(runs: list[SchedulerRun], windows: int) -> dict:
         "cameras": len(cameras),
         "windows": windows,
         "failed_requests": sum(r.failed_requests for r in runs),
+        "shed_requests": sum(r.shed_requests for r in runs),
         "requests": sum(r.requests for r in runs),
         "swaps": sum(r.swaps for r in runs),
         "schedulers": {
@@ -251,7 +254,7 @@ def summary(runs: list[SchedulerRun], windows: int) -> dict:
                                               max(1, sum(v is not None for v in cams.values())))
                                for w, cams in r.accuracy.items()},
                 "per_camera_window": {str(w): {c: _round(a) for c, a in cams.items()} for w, cams in r.accuracy.items()},
-                "swaps": r.swaps, "failed_requests": r.failed_requests, "trainer_failures": r.trainer_failures,
+                "swaps": r.swaps, "failed_requests": r.failed_requests, "shed_requests": r.shed_requests, "trainer_failures": r.trainer_failures,
                 "trainer_jobs": trainer_jobs(r), "inference": r.inference(),
             }
             for r in runs

@@ -47,6 +47,6 @@ def run(args: argparse.Namespace) -> int:
     result = summary(runs, args.windows)
     print(json.dumps({name: s["mean_accuracy"] for name, s in result["schedulers"].items()}))
     print(f"plot: {figure}\nresults: {args.out / 'comparison.json'}\n"
-          f"{result['failed_requests']} failed of {result['requests']} inference requests, {result['swaps']} model swaps; "
+          f"{result['failed_requests']} failed and {result['shed_requests']} shed of {result['requests']} inference requests, {result['swaps']} model swaps; "
           f"demo took {time.monotonic() - started:.0f}s")
     return 0

@@ -190,9 +190,11 @@ class InferenceConfig(ConfigModel):
     # Each camera model's bounded queue (Triton's queue policy, timeout_action REJECT): a request that
     # waited queue_timeout_ms is shed, and one that finds max_queue_size requests waiting is refused.
     # Triton counts only the first kind (nv_inference_request_failure{reason="REJECTED"}), so the queue
-    # is sized for the timeout to shed first; the size is the memory cap behind it.
+    # is sized for the timeout to shed first; the size is the memory cap behind it. The timeout is well
+    # above what a client that follows its stride waits on a busy box (an instance held up by training
+    # and labelling on shared cores for half a second sheds nothing), below its request timeout.
     max_queue_size: int = Field(256, ge=1, le=100_000)
-    queue_timeout_ms: int = Field(500, ge=1, le=600_000)
+    queue_timeout_ms: int = Field(2000, ge=1, le=600_000)
 
 
 class NetworkConfig(ConfigModel):

@@ -211,6 +211,13 @@ class Deployment:
                          instance_kind="KIND_GPU" if self.gpu else "KIND_CPU", gpus=gpu_devices[:1],
                          backend=config.triton.resolved_backend, **self.capture_settings(name))
 
+    def config_owned_fields(self, name: str) -> dict:
+        """The spec fields that follow the config (capture, the bounded queue): a spec written by an
+        earlier config, or an earlier version, is brought up to date at start-up."""
+        spec = self.model_spec(name)
+        return {"max_queue_size": spec.max_queue_size, "queue_timeout_us": spec.queue_timeout_us,
+                **self.capture_settings(name)}
+
     def capture_settings(self, name: str) -> dict:
         """A camera model's capture fields (ModelSpec): its sample of the requests goes to the controller
         (the golden model captures nothing)."""
@@ -242,7 +249,7 @@ class Deployment:
                 state.cameras[name] = CameraRecord()
                 publisher.serve(name, Path(boot.edge_models[name]))
         changed = [name for name in self.config.camera_names if name not in missing
-                   and serving.ensure_spec_fields(name, self.capture_settings(name))]
+                   and serving.ensure_spec_fields(name, self.config_owned_fields(name))]
         serving.ensure_loaded([*self.config.camera_names, GOLDEN_MODEL], reload=changed)
         for name in self.config.camera_names:
             state.cameras[name].instances = serving.instance_count(name)

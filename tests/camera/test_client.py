@@ -151,3 +151,14 @@ def test_no_directive_is_a_clear_timeout(tmp_path: Path) -> None:
 def test_request_ids_name_the_camera_window_and_frame() -> None:
     assert request_id("cam 0", 12, 7) == "cam 0/w12/f7"
     assert len({request_id("cam", w, f) for w in range(3) for f in range(40)}) == 120  # one per request
+
+
+def test_a_request_shed_by_the_queue_policy_is_counted_apart_from_failures() -> None:
+    from camera.client import is_shed
+    from camera.triton import InferenceError
+
+    # Triton 2.51's messages for a request its model's queue turned away, and a real failure
+    assert is_shed(InferenceError("infer cam0: Request timeout expired"))
+    assert is_shed(InferenceError("infer cam0: Exceeds maximum queue size"))
+    assert not is_shed(InferenceError("infer cam0: Deadline Exceeded"))
+    assert not is_shed(ConnectionError("failed to connect to all addresses"))

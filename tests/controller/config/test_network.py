@@ -43,4 +43,4 @@ def test_camera_models_get_the_configured_bounded_queue_and_the_golden_model_non
     golden = deployment.model_spec(GOLDEN_MODEL)
     assert (golden.max_queue_size, golden.queue_timeout_us) == (0, 0)
     defaults = parse_config({"cameras": CAMERAS}).inference
-    assert (defaults.max_queue_size, defaults.queue_timeout_ms) == (256, 500)
+    assert (defaults.max_queue_size, defaults.queue_timeout_ms) == (256, 2000)
