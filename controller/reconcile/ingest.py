@@ -75,6 +75,7 @@ class CaptureIngest:
             path.unlink(missing_ok=True)  # only now: every part of it is in the spool
         _remove_stale_temp_files(directory)
         self._export_writer_counts(camera, directory)
+        discarded = +discarded  # only the reasons that dropped something
         if moved or discarded:
             self.scope.state.cameras[camera].captured += moved
             self.scope.metrics.record_capture(camera, moved, discarded)

@@ -144,3 +144,12 @@ def test_the_capture_writers_counters_become_the_controllers_metrics(tmp_path: P
     live.flush()
     h.reconciler.label_open_window()
     assert sample("ekya_capture_samples_total", {"camera": "cam0"}) == 7  # its growth, not its total again
+
+
+def test_nothing_dropped_says_nothing(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    h = make_harness(tmp_path)
+    h.enter_window(0)
+    _capture(h, "cam0", [1.0, 2.0])
+    with caplog.at_level("WARNING"):
+        h.reconciler.label_open_window()
+    assert not [r for r in caplog.records if "dropped" in r.getMessage()]
