@@ -44,8 +44,11 @@ def read_metric_names(exprs: list[str] | None = None) -> set[str]:
 
 
 def sample_names(metrics_text: str) -> set[str]:
-    """The names of the samples in a /metrics text (`_total`, `_bucket`, `_info`... as exposed)."""
-    return {sample.name for family in text_string_to_metric_families(metrics_text) for sample in family.samples}
+    """The names of the samples in a /metrics text, exactly as exposed (prometheus_client's parser would
+    rename a counter's samples to `_total`, which Triton's, e.g. nv_inference_request_success, are not)."""
+    list(text_string_to_metric_families(metrics_text))  # a malformed text is an error (ValueError)
+    return {re.split(r"[{\s]", line, maxsplit=1)[0] for line in metrics_text.splitlines()
+            if line.strip() and not line.startswith("#")}
 
 
 def missing(seen: set[str], wanted: set[str], *, gpu: bool = False) -> set[str]:

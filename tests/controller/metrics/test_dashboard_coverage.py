@@ -94,3 +94,12 @@ def test_the_scraper_reads_a_running_endpoint_over_http_and_survives_it_going_aw
     assert {"ekya_camera_retrained_accuracy_ratio", "ekya_model_swap_failures_total"} <= seen
     assert missing(seen, {"ekya_camera_retrained_accuracy_ratio", "ekya_camera_live_accuracy_ratio"}) == {
         "ekya_camera_live_accuracy_ratio"}
+
+
+def test_sample_names_are_the_names_as_exposed_even_for_a_counter_without_total() -> None:
+    triton_text = ("# HELP nv_inference_request_success Number of successful inference requests\n"
+                   "# TYPE nv_inference_request_success counter\n"
+                   'nv_inference_request_success{model="cam0",version="1"} 3\n'
+                   "# TYPE ekya_model_swaps_total counter\n"
+                   'ekya_model_swaps_total{camera="cam0"} 1.0\n')
+    assert sample_names(triton_text) == {"nv_inference_request_success", "ekya_model_swaps_total"}
