@@ -63,6 +63,7 @@ class SlowSource:
         self.first_too = first_too  # the first window is slow to make as well
         self.made: list[tuple[int, float]] = []  # (window, when it was asked for)
         self.ready: dict[int, threading.Event] = {}  # set once a window's frames are made
+        self.finished: dict[int, float] = {}  # when each window's frames were made
 
     @property
     def fps(self) -> float:
@@ -76,6 +77,7 @@ class SlowSource:
         if window > 0 or self.first_too:
             time.sleep(self.slow_s)
         data = generate_window(SPEC, window)
+        self.finished[window] = time.time()
         self.ready.setdefault(window, threading.Event()).set()
         return data
 
@@ -94,7 +96,9 @@ def test_next_window_is_made_while_this_one_streams(tmp_path: Path) -> None:
     assert [s.window for s in stats] == [0, 1]
     asked = dict(source.made)
     assert asked[1] < directive.t0 + SPEC.window_seconds  # asked for during window 0, not at its end
-    assert stats[1].late_frames == 0  # so window 1 dropped no frame for being late
+    # ...so its frames were there when it started (late frames would say so too, but the failing requests
+    # to a closed port, each a fresh connection, can hold the loop up on a busy box)
+    assert source.finished[1] < directive.t0 + SPEC.window_seconds
 
 
 def test_a_stop_does_not_wait_for_frames_being_made(tmp_path: Path) -> None:
