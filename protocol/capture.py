@@ -168,10 +168,8 @@ class _Pending:
 class CaptureWriter:
     def __init__(self, directory: str | os.PathLike[str], rate: float, budget_bytes: int,
                  chunk_seconds: float = DEFAULT_CHUNK_SECONDS, *, backlog_bytes: int | None = None,
-                 on_flush: Callable[[CaptureCounts], None] | None = None,
                  clock: Callable[[], float] = time.time, seed: int | None = None) -> None:
-        """`on_flush(delta)` gets the counts since its last call after every flush (e.g. to add them to
-        Triton's metrics off the request path); `backlog_bytes` bounds what waits in memory."""
+        """`backlog_bytes` bounds what waits in memory; the counters go to `counts_path` at every flush."""
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"rate must be in [0, 1], got {rate}")
         if chunk_seconds <= 0:
@@ -181,14 +179,12 @@ class CaptureWriter:
         self.budget_bytes = int(budget_bytes)
         self.chunk_seconds = float(chunk_seconds)
         self.backlog_bytes = int(backlog_bytes) if backlog_bytes is not None else max(1, min(budget_bytes, 64 * 2**20))
-        self.on_flush = on_flush
         self.clock = clock
         self._random = random.Random(seed)
         self._lock = threading.Lock()  # the buffer and counters: requests add, the flush thread takes
         self._write_lock = threading.Lock()  # one flush at a time (the thread's and close's)
         self._pending = _Pending()
         self._counts = CaptureCounts()
-        self._reported = CaptureCounts()
         self._counts_written: CaptureCounts | None = None
         self._sequence = 0
         self._token = secrets.token_hex(3)
@@ -259,7 +255,6 @@ class CaptureWriter:
                 path = self._write(pending)
             self._disk_bytes = self._scan_usage()
             self._write_counts(closed=False)
-            self._report()
             return path
 
     @property
@@ -311,16 +306,6 @@ class CaptureWriter:
     def counts(self) -> CaptureCounts:
         with self._lock:
             return self._counts.copy()
-
-    def _report(self) -> None:
-        if self.on_flush is None:
-            return
-        now = self.counts()
-        delta, self._reported = now.minus(self._reported), now
-        try:
-            self.on_flush(delta)
-        except Exception as exc:
-            self.record_error("reporting the counters", exc)
 
     def record_error(self, what: str, exc: BaseException) -> None:
         """Count it; log it at most once a minute (a full disk must not flood the log)."""

@@ -134,8 +134,7 @@ def test_no_error_ever_reaches_the_request(tmp_path: Path) -> None:
 
 
 def test_the_flush_thread_writes_on_its_cadence_and_close_writes_the_rest(tmp_path: Path) -> None:
-    deltas: list[CaptureCounts] = []
-    writer = CaptureWriter(tmp_path, 1.0, 2**24, chunk_seconds=0.1, on_flush=deltas.append).start()
+    writer = CaptureWriter(tmp_path, 1.0, 2**24, chunk_seconds=0.1).start()
     _add(writer, _crops(2))
     deadline = time.monotonic() + 10
     while not chunk_files(tmp_path) and time.monotonic() < deadline:
@@ -144,7 +143,8 @@ def test_the_flush_thread_writes_on_its_cadence_and_close_writes_the_rest(tmp_pa
     _add(writer, _crops(3))
     writer.close()
     assert sum(len(read_chunk(p)) for p in chunk_files(tmp_path)) == 5
-    assert sum(d.samples for d in deltas) == 5  # each count reported once
+    ((_, counts, closed),) = read_counts(tmp_path)  # each count reported once, in the writer's own file
+    assert counts.samples == 5 and closed
 
 
 def test_capture_runs_inside_triton_on_numpy_and_the_standard_library_alone() -> None:
