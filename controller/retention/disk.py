@@ -3,6 +3,7 @@ out. Every deletion stands alone: one that fails is logged and retried at the ne
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ from controller.layout import DataLayout
 from controller.retention.history import archive_oldest, rotated
 from controller.retention.policy import DiskView, Entry, JobDir, Plan, Version
 from controller.state import ControllerState
-from controller.triton.repository import ModelRepository
+from controller.triton.repository import STAGING_DIR, TRASH_DIR, ModelRepository
 from protocol.spool import SIDECARS
 
 log = logging.getLogger("controller")
@@ -90,7 +91,7 @@ class DataDir:
     def kind_of(self, path: Path) -> str:
         """The kind of a top-level entry of the data directory (a camera's directory is split further)."""
         repo = self.repository
-        if path in (repo.root, repo.staging, repo.trash):
+        if path in (repo.root, repo.legacy_staging, repo.legacy_trash):
             return "model_repository"
         name = path.name
         if name in ("windows", "jobs", "trials", "checkpoints", "models", "quarantine"):
@@ -137,9 +138,9 @@ class DataDir:
             results=tuple(self._results()),
             logs=tuple(self._entries_of([layout.triton_log, layout.windows_log])),
             rotated_bytes={p: tree_bytes(rotated(p))[0] for p in (layout.triton_log, layout.windows_log)},
-            trash=tuple(self._entries(self.repository.trash)),
+            trash=tuple(self._entries_of(self.repository.trash_entries())),
             quarantine=tuple(Entry(f.path, f.bytes, f.mtime) for f in walk(self.root / "quarantine")),
-            staging=tuple(self._entries(self.repository.staging)),
+            staging=tuple(self._entries_of(self.repository.staging_entries())),
             spool=tuple(self._spool()), history_records=len(state.history),
         )
 
@@ -242,6 +243,9 @@ class DataDir:
             _remove(layout.windows_dir / f"w{window:06d}")
         for path in plan.paths:
             _remove(path)
+            if path.parent.name in (STAGING_DIR, TRASH_DIR):  # a model's staging or trash, now maybe empty
+                with contextlib.suppress(OSError):
+                    path.parent.rmdir()
         for path in plan.rotate:
             rotate_log(path)
         for chunk in plan.spool:
@@ -278,7 +282,7 @@ def discard_bulk(layout: DataLayout, repository_root: Path) -> int:
     repository_root = Path(repository_root).resolve()
     bulk = [layout.checkpoints_dir, layout.jobs_dir, layout.trials_dir, layout.windows_dir, layout.models_dir,
             layout.triton_dir / "runtime", *(layout.spool_root(p.name) for p in (root / "cameras").glob("*"))]
-    if _inside(repository_root, root):
+    if _inside(repository_root, root):  # its staging and trash are inside it (earlier releases': beside it)
         bulk += [repository_root, repository_root.with_name(f".{repository_root.name}.staging"),
                  repository_root.with_name(f".{repository_root.name}.trash")]
     freed = 0

@@ -164,6 +164,7 @@ class Deployment:
     def _start_triton(self) -> TritonServing:
         triton = self.config.triton
         repository = ModelRepository(self.config.model_repository, keep_versions=self.config.data.keep_versions)
+        repository.clean_staging()  # this controller holds the deployment's lock: no publish of another is in flight
         if triton.mode == "external":
             admin_key = triton.read_admin_key()
             url = triton.url

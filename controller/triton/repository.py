@@ -4,14 +4,20 @@
     <root>/<model>/ekya-spec.json    the spec itself (Triton ignores extra files)
     <root>/<model>/<N>/model.onnx    numbered versions; the newest is served
 
-Versions are staged next to the repository (same filesystem, outside Triton's view) and moved in
-with one atomic rename, so Triton never sees a half-written version directory. Removed versions go to
-a trash directory beside the repository rather than vanishing, for post-mortems.
+    <root>/<model>/.staging/         versions being written (Triton reads only numeric version dirs)
+    <root>/<model>/.trash/           versions taken out, kept for post-mortems
+
+A version is staged inside its model's directory, so it is on the repository's own filesystem whatever the
+volume (a tmpfs, a container volume, a hostPath) and needs no write access beside the repository: moving it
+in is one atomic rename, and Triton never sees a half-written version directory. The staging and trash
+directories live per model and not at the top level because Triton lists every top-level directory, hidden
+ones included, as a model in its repository index; inside a model directory it reads only numeric ones.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -23,6 +29,10 @@ from controller.triton.spec import ModelSpec, check_model_name, render_config
 
 SPEC_FILE = "ekya-spec.json"
 MODEL_FILE = "model.onnx"
+STAGING_DIR = ".staging"
+TRASH_DIR = ".trash"
+
+log = logging.getLogger("controller")
 
 
 class RepositoryError(RuntimeError):
@@ -36,13 +46,48 @@ class ModelRepository:
         self.root = Path(root).resolve()
         self.keep_versions = keep_versions
         self.root.mkdir(parents=True, exist_ok=True)
-        self.staging = self.root.parent / f".{self.root.name}.staging"
-        self.trash = self.root.parent / f".{self.root.name}.trash"
+        # where earlier releases staged and trashed, beside the root: read (and cleaned) only
+        self.legacy_staging = self.root.parent / f".{self.root.name}.staging"
+        self.legacy_trash = self.root.parent / f".{self.root.name}.trash"
 
     # -- models ----------------------------------------------------------------------------------
     def model_dir(self, name: str) -> Path:
         check_model_name(name, allow_reserved=True)
         return self.root / name
+
+    def staging_dir(self, name: str) -> Path:
+        return self.model_dir(name) / STAGING_DIR
+
+    def trash_dir(self, name: str) -> Path:
+        return self.model_dir(name) / TRASH_DIR
+
+    def staging_entries(self) -> list[Path]:
+        """Versions being staged now, or left by an interrupted publish."""
+        return self._entries_in(STAGING_DIR, self.legacy_staging)
+
+    def trash_entries(self) -> list[Path]:
+        """Versions taken out of Triton's view and kept for post-mortems (each may hold a REASON file)."""
+        return self._entries_in(TRASH_DIR, self.legacy_trash)
+
+    def _entries_in(self, subdir: str, legacy: Path) -> list[Path]:
+        found: list[Path] = []
+        for parent in [*(p / subdir for p in self.root.iterdir()), legacy]:
+            if parent.is_dir():
+                found += sorted(parent.iterdir())
+        return found
+
+    def clean_staging(self) -> list[Path]:
+        """Remove what interrupted publishes left behind. Only for the repository's one writer, at its start
+        (a publish in flight stages there); returns what was removed."""
+        removed = self.staging_entries()
+        for entry in removed:
+            shutil.rmtree(entry, ignore_errors=True)
+        for directory in [*(p / STAGING_DIR for p in self.root.iterdir()), self.legacy_staging]:
+            _remove_if_empty(directory)
+        if removed:
+            log.info("removed %d staging leftover(s) of interrupted publishes: %s", len(removed),
+                     ", ".join(str(p) for p in removed))
+        return removed
 
     def models(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir() if (p / "config.pbtxt").is_file())
@@ -83,18 +128,22 @@ class ModelRepository:
             raise RepositoryError(f"write the spec of {name!r} before adding versions")
         existing = [int(p.name) for p in self.model_dir(name).iterdir() if p.name.isdigit()]
         version = max(existing, default=0) + 1
-        self.staging.mkdir(parents=True, exist_ok=True)
-        stage = self.staging / f"{name}-{uuid.uuid4().hex[:8]}"
-        stage.mkdir()
+        staging = self.staging_dir(name)
+        staging.mkdir(exist_ok=True)
+        stage = staging / f"v{version}-{uuid.uuid4().hex[:8]}"
         try:
+            stage.mkdir()
             target_file = stage / MODEL_FILE
             shutil.copyfile(onnx_path, target_file)
             with open(target_file, "rb") as handle:
                 os.fsync(handle.fileno())
             os.rename(stage, self.model_dir(name) / str(version))
-        except BaseException:
+            _fsync_dir(self.model_dir(name))
+        except BaseException:  # an error midway (disk full, killed) leaves neither half a version nor a stage
             shutil.rmtree(stage, ignore_errors=True)
+            _remove_if_empty(staging)
             raise
+        _remove_if_empty(staging)
         return version
 
     def remove_version(self, name: str, version: int, reason: str = "", keep: bool = True) -> None:
@@ -103,11 +152,13 @@ class ModelRepository:
         source = self.model_dir(name) / str(version)
         if not source.exists():
             return
-        self.trash.mkdir(parents=True, exist_ok=True)
-        target = self.trash / f"{name}-v{version}-{int(time.time())}-{uuid.uuid4().hex[:4]}"
+        trash = self.trash_dir(name)
+        trash.mkdir(exist_ok=True)
+        target = trash / f"{name}-v{version}-{int(time.time())}-{uuid.uuid4().hex[:4]}"
         os.rename(source, target)
         if not keep:
             shutil.rmtree(target, ignore_errors=True)
+            _remove_if_empty(trash)
         elif reason:
             (target / "REASON").write_text(reason + "\n")
 
@@ -128,3 +179,19 @@ class ModelRepository:
 
     def dump(self) -> str:
         return json.dumps(self.describe(), indent=2)
+
+
+def _remove_if_empty(directory: Path) -> None:
+    try:
+        directory.rmdir()
+    except OSError:  # not empty (another publish stages there), or gone
+        pass
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in `directory` durable (a crash after it must not bring the old listing back)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

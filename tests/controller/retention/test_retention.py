@@ -187,7 +187,7 @@ def test_a_finished_run_keeps_its_records_only(tmp_path: Path, inside: bool) -> 
         repository_root = outside
     freed = discard_bulk(layout, repository_root)
     assert freed > 1024 * KB
-    assert names(layout.root) - {".model_repository.staging"} == {"cameras", "state.json", "triton"}
+    assert names(layout.root) == {"cameras", "state.json", "triton"}
     assert names(layout.triton_dir) == {"tritonserver.log"}
     assert names(layout.camera_dir("cam0")) == {"results"}
     assert repository_root.is_dir() != inside  # an external repository is not the run's to delete

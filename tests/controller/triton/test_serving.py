@@ -145,7 +145,7 @@ def test_version_that_fails_to_load_is_removed(tmp_path, triton_runtime, models)
             serving.publish("cam-a", models[2][0])
         serving.load_timeout_s = 30
         assert serving.repository.versions("cam-a") == [1]
-        trash = list(serving.repository.trash.iterdir())
+        trash = serving.repository.trash_entries()
         assert trash and "load failed" in (trash[0] / "REASON").read_text()
         time.sleep(0.5)
         np.testing.assert_allclose(client.infer("cam-a", probe), expected, atol=1e-4)
