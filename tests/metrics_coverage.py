@@ -38,7 +38,7 @@ def read_metric_names(exprs: list[str] | None = None) -> set[str]:
     """Every metric name the dashboard's and the rules' PromQL reads (label_values(m, l) reads m)."""
     names: set[str] = set()
     for expr in dashboard_exprs() + rule_exprs() if exprs is None else exprs:
-        variable = re.fullmatch(r"\s*label_values\(\s*([a-zA-Z_:][\w:]*)\s*,\s*\w+\s*\)\s*", expr)
+        variable = re.fullmatch(r"\s*label_values\(\s*([a-zA-Z_:][\w:]*)\s*(?:\{[^}]*\})?\s*,\s*\w+\s*\)\s*", expr)
         names |= {variable.group(1)} if variable else referenced_metric_names(expr)
     return names - PROMETHEUS_OWN
 

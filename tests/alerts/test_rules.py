@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -132,3 +133,25 @@ def test_promtool_unit_tests_catch_a_broken_threshold(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "EkyaCameraAccuracyBelowFloor" in result.stdout + result.stderr
+
+
+AGGREGATION = re.compile(r"\b(sum|avg|min|max|count|stddev|stdvar|topk|bottomk|quantile|group|count_values)\s*"
+                         r"(by|without)?\s*(\(([^()]*)\))?\s*\(")
+
+
+def aggregations_losing_the_node(expr: str) -> list[str]:
+    """The aggregations of an expression that drop the `node` label (a fleet's alerts must keep it)."""
+    lost = []
+    for match in AGGREGATION.finditer(expr):
+        clause, labels = match.group(2), match.group(4)
+        kept = {label.strip() for label in (labels or "").split(",")}
+        if clause != "by" or "node" not in kept:  # no clause, or `without`: which labels survive is not ours
+            lost.append(match.group(0))
+    return lost
+
+
+def test_every_aggregation_in_the_rules_keeps_the_node_label() -> None:
+    assert aggregations_losing_the_node("sum by (camera) (rate(x[5m])) > 0") == ["sum by (camera) ("]
+    assert aggregations_losing_the_node("avg(x)") and not aggregations_losing_the_node("max by (node) (x)")
+    losing = {rule["alert"]: lost for rule in rules() if (lost := aggregations_losing_the_node(rule["expr"]))}
+    assert not losing, f"aggregations that drop the node label: {losing}"
