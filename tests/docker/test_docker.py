@@ -58,7 +58,9 @@ def is_bind(source: str) -> bool:
 # -------------------------------------------------------------------------------------------- compose
 def test_compose_services_and_images(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"triton", "controller", "prometheus", "grafana"}
+    cameras = {name for name in services if name.startswith("camera-")}
+    assert set(services) - cameras == {"volumes-init", "triton", "controller", "prometheus", "grafana"}
+    assert len(cameras) >= 2
     assert re.fullmatch(
         r"nvcr\.io/nvidia/tritonserver:\$\{TRITON_VERSION:-\d{2}\.\d{2}\}-py3", services["triton"]["image"]
     )
@@ -142,6 +144,42 @@ def test_controller_config_matches_compose(compose: dict[str, Any]) -> None:
     assert cfg.metrics.address == "0.0.0.0"
     assert controller["command"][-1] == "/etc/ekya/deployment.yaml"
     assert controller.get("init") is True
+
+
+def test_one_camera_container_per_camera_talking_only_over_the_network(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    cfg = load_config(DOCKER / "config" / "deployment.yaml")
+    cameras = {name: svc for name, svc in services.items() if name.startswith("camera-")}
+    named = {}
+    for name, svc in cameras.items():
+        command = svc["command"]
+        assert command[0] == "camera"
+        options = dict(zip(command[1::2], command[2::2]))
+        named[options["--name"]] = name
+        assert options["--triton-url"] == cfg.triton.url
+        assert options["--controller-url"] == f"http://controller:{cfg.directives.port}"
+        assert svc["image"] == services["controller"]["image"]
+        # no volume of the controller's: only the config file, read-only
+        assert mounts(svc) == [("./config/deployment.yaml", "/etc/ekya/deployment.yaml", "ro")]
+        assert svc["networks"] == ["edge"] and "ports" not in svc
+    assert set(named) == set(cfg.camera_names)
+    for name in ("triton", "controller"):
+        assert "edge" in services[name]["networks"]
+    assert cfg.directives.address == "0.0.0.0"
+
+
+def test_capture_volume_is_shared_by_triton_and_the_controller(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    cfg = load_config(DOCKER / "config" / "deployment.yaml")
+    capture_target = str(cfg.capture_dir_for_triton)
+    assert ("capture", capture_target, "rw") in mounts(services["triton"])
+    assert ("capture", str(cfg.capture_dir), "rw") in mounts(services["controller"])
+    # both run as the image's user; the init service hands the volumes to it before either starts
+    assert services["triton"]["user"].split(":")[0] == "10001"
+    init = services["volumes-init"]
+    assert "10001:10001" in " ".join(init["command"])
+    assert {t for _, t, _ in mounts(init)} >= {"/models", capture_target, str(cfg.data.dir)}
+    assert services["triton"]["depends_on"]["volumes-init"]["condition"] == "service_completed_successfully"
 
 
 # ------------------------------------------------------------------------------------------ Dockerfile
