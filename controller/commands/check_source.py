@@ -44,7 +44,7 @@ class Report:
                 "crops": round(self.crops, 2), "errors": self.errors}
 
 
-def read_streaming(source: Any, seconds: float, report: Report, progress: bool) -> None:
+def read_streaming(source: Any, where: str, seconds: float, report: Report, progress: bool) -> None:
     """Frames as the camera takes them, for `seconds` (or until a file without loop ends)."""
     source.start()
     started = time.monotonic()
@@ -75,7 +75,7 @@ def read_streaming(source: Any, seconds: float, report: Report, progress: bool) 
     report.crops = crops / len(times) if times else 0.0
     if not times:
         why = health.last_error or "no answer"
-        report.error(f"no frames within {seconds:g}s ({why})")
+        report.error(f"no frames from {where} within {seconds:g}s ({why})")
 
 
 def read_windowed(source: Any, window_seconds: float, seconds: float, report: Report) -> None:
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"{args.name}: {kind} source {where}, reading {args.seconds:g}s ...", file=sys.stderr)
         if isinstance(source, StreamingFrameSource):
-            read_streaming(source, args.seconds, report, progress=not args.json)
+            read_streaming(source, str(where), args.seconds, report, progress=not args.json)
         else:
             read_windowed(source, settings.window_seconds, args.seconds, report)
         status = 0 if report.frames else 1
