@@ -30,7 +30,7 @@ from protocol import defaults
 from protocol.camera_results import CameraResults
 from protocol.directives import CameraDirective, frame_is_processed
 from protocol.model_input import to_model_input
-from sources import FrameSource
+from sources import FrameSource, StreamingFrameSource
 from trainer.streams.base import WindowData, score_tracks
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class CameraClient:
     def __init__(
         self,
         name: str,
-        source: FrameSource,
+        source: FrameSource | StreamingFrameSource,
         triton_url: str,
         directives: DirectiveSource,
         results: CameraResults,
@@ -207,6 +207,10 @@ class CameraClient:
         current window of a directive already there): a camera started with its controller then has its
         frames ready when the controller's models serve, instead of rendering through its first window."""
         stop = stop or threading.Event()
+        if isinstance(self.source, StreamingFrameSource):  # frames as they arrive (camera/streaming.py)
+            from camera.streaming import StreamingRun
+
+            return StreamingRun(self, self.source).run(stop, max_windows, directive_timeout_s)
         # The next window's frames are made while this one streams: a synthetic window at 224 px takes
         # tens of seconds to render, which would otherwise be spent at the window's start, frames dropped.
         upcoming: dict[tuple[int, float], _Prefetch] = {}
@@ -245,6 +249,7 @@ class CameraClient:
         """Stream one window; `data` is its frames when already made (else they are made now)."""
         directive = self.watcher.poll()
         assert directive is not None
+        assert not isinstance(self.source, StreamingFrameSource)
         fps = self.source.fps
         per_window = self.source.frames_per_window(directive.window_seconds)
         if data is None:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from sources.streaming import StreamingFrameSource
 from trainer.streams.base import WindowData
 
 
@@ -65,7 +66,8 @@ def _config_identity(source: BaseModel, ctx: SourceContext) -> dict[str, Any]:
 class SourceKind:
     name: str
     config_model: type[BaseModel]  # the `source:` section; its `kind` field is Literal[name]
-    open: Callable[[Any, SourceContext], FrameSource]
+    # A per-window source, or one that streams frames as they arrive (a live video: sources/streaming.py)
+    open: Callable[[Any, SourceContext], FrameSource | StreamingFrameSource]
     # Labelled crops of `windows` (negative: the history before the deployment's window 0), at most
     # `max_crops` a window; raises SourceError when the source has no labels there.
     bootstrap_windows: Callable[[Any, SourceContext, list[int], int | None], WindowData]

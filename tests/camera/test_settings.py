@@ -65,7 +65,7 @@ def test_reads_what_the_camera_needs(tmp_path: Path) -> None:
     ("cameras: [{name: a, source: {kind: synthetic, fps: 0}}]\n",
      "cameras[0].source.fps: Input should be greater than 0"),
     ("cameras: [{name: a, source: {kind: webcam}}]\n",
-     "cameras[0].source.kind: unknown source kind 'webcam'; registered kinds: synthetic, folder"),
+     "cameras[0].source.kind: unknown source kind 'webcam'; registered kinds: synthetic, folder, video"),
     ("cameras: [{name: a, source: {kind: synthetic}}]\nwindow_seconds: soon\n",
      "window_seconds: expected a number; got 'soon'"),
     ("cameras: [{name: a, source: {kind: synthetic}}]\ntriton: {mode: external}\n",

@@ -110,7 +110,7 @@ def test_an_unknown_kind_lists_the_registered_ones(tmp_path: Path, constant_kind
         load_config(write_config(tmp_path, "{kind: webcam}"))
     message = str(bad.value.issues[0])
     assert message == ("cameras[1].source (line 4): unknown 'kind' 'webcam'; "
-                       "expected one of: 'synthetic', 'folder', 'constant'")
+                       "expected one of: 'synthetic', 'folder', 'video', 'constant'")
 
 
 def test_an_unregistered_kind_is_refused_again(tmp_path: Path) -> None:
@@ -118,7 +118,7 @@ def test_an_unregistered_kind_is_refused_again(tmp_path: Path) -> None:
 
     register_source_kind(CONSTANT)
     unregister_source_kind("constant")
-    with pytest.raises(ConfigError, match="unknown 'kind' 'constant'; expected one of: 'synthetic', 'folder'$"):
+    with pytest.raises(ConfigError, match="unknown 'kind' 'constant'; expected one of: 'synthetic', 'folder', 'video'$"):
         load_config(write_config(tmp_path, "{kind: constant}"))
 
 
