@@ -38,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--windows", type=int, help="stop after this many windows")
     parser.add_argument("--wait-seconds", type=float, default=120.0,
                         help="how long to wait for the controller's first directive (default 120)")
+    parser.add_argument("--metrics-port", type=int,
+                        help="serve the camera's own Prometheus metrics (its video source up or down, requests "
+                             "sent, failed, shed) on this port (0: a free one; default: none)")
+    parser.add_argument("--metrics-address", default="127.0.0.1",
+                        help="address of the metrics endpoint (default 127.0.0.1; 0.0.0.0 for a scraper "
+                             "on another host)")
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -86,6 +92,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     results = CameraResults(args.results or default_results_dir(args.name))
     results.root.mkdir(parents=True, exist_ok=True)
+    if args.metrics_port is not None:
+        from camera.metrics import serve_camera_metrics
+
+        port = serve_camera_metrics(args.name, results.read_live, args.metrics_port, args.metrics_address)
+        logging.getLogger("camera").info("%s: metrics on http://%s:%d/metrics", args.name, args.metrics_address, port)
     client = CameraClient(args.name, frames, triton_url, HttpDirectiveWatcher(controller_url, args.name), results,
                           request_timeout_s=settings.request_timeout_s)
     stop = threading.Event()

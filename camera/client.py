@@ -303,6 +303,7 @@ class CameraClient:
         self.results.write_live({
             "camera": self.name, "window": stats.window, "stride": directive.stride, "time": time.time(),
             "requests_total": self.totals["requests"], "failed_requests_total": self.totals["failed_requests"],
+            "shed_requests_total": self.totals["shed_requests"],
             "window_requests": stats.requests, "window_failed_requests": stats.failed_requests,
         })
 

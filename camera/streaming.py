@@ -152,6 +152,7 @@ class StreamingRun:
         client.results.write_live({
             "camera": client.name, "window": stats.window, "stride": directive.stride, "time": time.time(),
             "requests_total": client.totals["requests"], "failed_requests_total": client.totals["failed_requests"],
+            "shed_requests_total": client.totals["shed_requests"],
             "window_requests": stats.requests, "window_failed_requests": stats.failed_requests,
             "source_up": health.up, "source": health.to_dict(),
         })

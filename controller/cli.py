@@ -18,7 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "status": ("controller.commands.status", "show cameras, serving versions, accuracy, shares, jobs"),
     "rollback": ("controller.commands.rollback", "serve an earlier version of a camera's model again"),
     "camera": ("camera.cli", "run one camera's gRPC inference client"),  # the camera package, by path
-    "check-source": ("controller.commands.check_source", "open a camera's source and report frames, fps, crops"),
+    "check-source": ("camera.check_source", "open a camera's source and report frames, fps, crops"),
     "triton": ("controller.commands.triton", "embedded Triton server: serve a model repository"),
     "bootstrap": ("controller.commands.bootstrap", "train the initial edge models and the golden model"),
     "prepare": ("controller.commands.prepare", "turn a dataset (e.g. Cityscapes) into per-camera crops"),

@@ -42,6 +42,14 @@ class CameraResults:
     def write_live(self, live: dict[str, Any]) -> None:
         atomic_write_json(self.live_file, live)
 
+    def read_live(self) -> dict[str, Any] | None:
+        """The live counters; None while none are written (or unreadable)."""
+        try:
+            live = json.loads(self.live_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return live if isinstance(live, dict) else None
+
     def read_window(self, window: int) -> dict[str, Any] | None:
         """The window's result; None while it is not written (or unreadable)."""
         try:
