@@ -28,6 +28,8 @@ class GoldenInput:
     std: tuple[float, float, float]
     layout: str  # "nchw" | "nhwc"
     label_of: tuple[int, ...]  # golden class -> deployment class index, -1: none
+    input_name: str = "input"  # the file's own tensor names (it is served as given)
+    output_name: str = "logits"
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
         """uint8 NHWC crops -> float32 at input_size, (x / 255 - mean) / std, in the model's layout."""
@@ -45,14 +47,15 @@ class GoldenInput:
 
 
 def predict_through_triton(client: TritonClient, model: str, images: np.ndarray, batch_size: int = 32,
-                           in_flight: int = 1,
-                           prepare: Callable[[np.ndarray], np.ndarray] = to_model_input) -> np.ndarray:
+                           in_flight: int = 1, prepare: Callable[[np.ndarray], np.ndarray] = to_model_input,
+                           tensors: tuple[str, str] = ("input", "logits")) -> np.ndarray:
     """Class predictions for uint8 NHWC crops, in batches; `in_flight` batches at a time (more than one
     overlaps one request's conversion and transfer with another's inference: large crops, a GPU)."""
     out = np.empty(len(images), dtype=np.int64)
 
     def run(start: int) -> None:
-        logits = client.infer(model, prepare(images[start:start + batch_size]))
+        logits = client.infer(model, prepare(images[start:start + batch_size]), input_name=tensors[0],
+                              output_name=tensors[1])
         out[start:start + batch_size] = np.argmax(logits, axis=1)
 
     starts = range(0, len(images), batch_size)
@@ -75,7 +78,8 @@ def golden_labels(client: TritonClient, images: np.ndarray, batch_size: int = 32
         return predict_through_triton(client, GOLDEN_MODEL, images, batch_size, in_flight)
     if len(images) == 0:
         return np.empty(0, dtype=np.int64)
-    return golden.labels(predict_through_triton(client, GOLDEN_MODEL, images, batch_size, in_flight, golden.prepare))
+    return golden.labels(predict_through_triton(client, GOLDEN_MODEL, images, batch_size, in_flight, golden.prepare,
+                                                (golden.input_name, golden.output_name)))
 
 
 def accuracy_through_triton(client: TritonClient, model: str, images: np.ndarray, labels: np.ndarray,

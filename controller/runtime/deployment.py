@@ -205,10 +205,11 @@ class Deployment:
 
     def golden_input(self) -> GoldenInput | None:
         """What a user golden model is sent and how its classes map (None: the bootstrapped one)."""
-        g = self.config.golden_model
-        if g.onnx is None:
+        g, found = self.config.golden_model, self.user_models.golden
+        if g.onnx is None or found is None:
             return None
-        return GoldenInput(g.input_size, g.mean, g.std, g.input_layout, tuple(g.deployment_map(self.config.classes)))
+        return GoldenInput(g.input_size, g.mean, g.std, g.input_layout, tuple(g.deployment_map(self.config.classes)),
+                           found.input_name, found.output_name)
 
     def model_spec(self, name: str) -> ModelSpec:
         config = self.config
