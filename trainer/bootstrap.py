@@ -64,7 +64,7 @@ class BootstrapSettings(BaseModel):
         so that caches made before them stay valid."""
         fields = self.model_dump()
         for name in ("classes", "edge"):
-            if fields[name] == BootstrapSettings.model_fields[name].default:
+            if fields[name] == type(self).model_fields[name].default:
                 del fields[name]
         return fields
 
