@@ -98,7 +98,8 @@ def load_camera_settings(path: str | os.PathLike[str], camera_name: str) -> Came
                                   section="edge_model")),
         window_seconds=float(read.number("window_seconds", defaults.WINDOW_SECONDS, low=1.0, high=86_400.0)),
         history_windows=int(read.number("history_windows", defaults.HISTORY_WINDOWS, low=1, high=100,
-                                        integer=True, section="bootstrap")))
+                                        integer=True, section="bootstrap")),
+        **_classes(read, data.get("classes")))
     source = _source(read, f"cameras[{index}].source", entry.get("source"), base_dir)
     mode, triton_url = _triton_url(read)
     return CameraSettings(
@@ -144,6 +145,15 @@ def _host(read: _Reader, key: str, address: object) -> str:
     if address == "::":
         return "[::1]"
     return f"[{address}]" if ":" in address and not address.startswith("[") else address
+
+
+def _classes(read: _Reader, value: Any) -> dict[str, Any]:
+    """The deployment's class list (what a folder manifest's labels name), where the config sets one."""
+    if value is None:
+        return {}
+    if not isinstance(value, list) or len(value) < 2 or not all(isinstance(c, str) and c for c in value):
+        raise read.error("classes", "expected a list of at least two class names")
+    return {"classes": tuple(value)}
 
 
 def _source(read: _Reader, key: str, raw: Any, base_dir: Path) -> BaseModel:

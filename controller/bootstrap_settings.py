@@ -9,10 +9,14 @@ from controller.source_context import kind_of, source_context
 from sources import SourceError
 
 
-def bootstrap_settings(config: DeploymentConfig):
+def bootstrap_settings(config: DeploymentConfig, *, edge: bool = True, golden: bool = True):
+    """The trainer's bootstrap settings; `edge`/`golden` False: that model comes from the user's file."""
     from trainer.bootstrap import BootstrapSettings
 
     return BootstrapSettings(
+        classes=tuple(config.classes),
+        edge=edge,
+        golden=golden,
         edge_family=config.edge_model.family,
         edge_hidden=config.edge_model.hidden,
         edge_input_size=config.edge_model.input_size,
@@ -65,11 +69,11 @@ def bootstrap_data(config: DeploymentConfig):
 
 
 def bootstrap_for(config: DeploymentConfig, *, progress: bool = True, cache_dir: Path | None = None,
-                  force: bool = False):
-    """Train (or reuse) the initial models for the config's cameras."""
+                  force: bool = False, edge: bool = True, golden: bool = True):
+    """Train (or reuse) the initial models for the config's cameras (`edge`/`golden` False: not that one)."""
     from trainer.bootstrap import bootstrap_from_data
 
     device = "cuda:0" if isinstance(config.resources, GpuResources) else "cpu"
-    return bootstrap_from_data(bootstrap_data(config), bootstrap_settings(config),
+    return bootstrap_from_data(bootstrap_data(config), bootstrap_settings(config, edge=edge, golden=golden),
                                cache_dir or bootstrap_cache_dir(config), device=device, progress=progress,
                                force=force)

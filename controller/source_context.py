@@ -8,7 +8,8 @@ from sources import SourceContext, SourceKind, source_kind
 
 def source_context(config: DeploymentConfig, camera_name: str) -> SourceContext:
     return SourceContext(camera=camera_name, crop_size=config.edge_model.input_size,
-                         window_seconds=config.window_seconds, history_windows=config.bootstrap.history_windows)
+                         window_seconds=config.window_seconds, history_windows=config.bootstrap.history_windows,
+                         classes=tuple(config.classes))
 
 
 def kind_of(config: DeploymentConfig, camera_name: str) -> SourceKind:

@@ -40,8 +40,9 @@ def _save_array(path: Path, values: np.ndarray) -> None:
 
 class Spool:
     def __init__(self, layout: CameraFiles, camera: str, budget_bytes: int,
-                 quarantine: Quarantine | None = None) -> None:
+                 quarantine: Quarantine | None = None, num_classes: int = NUM_CLASSES) -> None:
         self.layout = layout
+        self.num_classes = num_classes  # the deployment's class count: golden labels index its `classes`
         self.camera = camera
         self.budget_bytes = budget_bytes
         self.root = layout.spool_root(camera)
@@ -114,8 +115,9 @@ class Spool:
             labels = self._read_sidecar(chunk, ".labels.npy", None)
             if served is None or labels is None or len(served) != len(labels):
                 continue  # (one of different length than its chunk: read_window quarantines it)
-            agree += int((served == labels).sum())
-            total += len(labels)
+            known = labels >= 0  # a crop the golden model's classes do not map (class_map) has no label
+            agree += int((served[known] == labels[known]).sum())
+            total += int(known.sum())
         return agree, total
 
     def read_window(self, window: int) -> tuple[WindowData, np.ndarray | None]:
@@ -126,6 +128,7 @@ class Spool:
             part = self.load_chunk(chunk)
             if part is None:
                 continue
+            part.num_classes = self.num_classes
             labels = self._read_sidecar(chunk, ".labels.npy", len(part))
             if labels is not None:
                 part = part.with_labels(labels)
@@ -184,8 +187,8 @@ class Spool:
             if values.ndim != 1 or (length is not None and len(values) != length) or values.dtype.kind not in "iu":
                 raise ValueError(f"expected {'a row of' if length is None else length} integer labels, "
                                  f"got {values.dtype} {list(values.shape)}")
-            if len(values) and (values.min() < UNLABELLED or values.max() >= NUM_CLASSES):
-                raise ValueError(f"labels outside [{UNLABELLED}, {NUM_CLASSES - 1}]")
+            if len(values) and (values.min() < UNLABELLED or values.max() >= self.num_classes):
+                raise ValueError(f"labels outside [{UNLABELLED}, {self.num_classes - 1}]")
             return values.astype(np.int64)
         except FileNotFoundError:  # dropped with its chunk by the disk budget
             return None

@@ -26,8 +26,15 @@ import numpy as np
 from pydantic import Field
 
 from sources.fields import ConfigPath, SourceConfig
-from sources.registry import SourceContext, SourceError, SourceKind, StrideProfile, register_source_kind
-from trainer.streams.base import WindowData, concat
+from sources.registry import (
+    SourceContext,
+    SourceError,
+    SourceKind,
+    StrideProfile,
+    classes_identity,
+    register_source_kind,
+)
+from trainer.streams.base import CLASSES, WindowData, concat
 from trainer.streams.folder import FolderStream, ManifestError
 
 
@@ -50,12 +57,13 @@ class ManifestReplay:
     fps: float
     crop_size: int
     history_windows: int
+    classes: tuple[str, ...] = CLASSES
     _streams: dict[float, FolderStream] = field(default_factory=dict, repr=False)
 
     def stream(self, window_seconds: float) -> FolderStream:
         if window_seconds not in self._streams:
             try:
-                stream = FolderStream(self.manifest, self.crop_size, window_seconds)
+                stream = FolderStream(self.manifest, self.crop_size, window_seconds, self.classes)
             except ManifestError as exc:
                 raise SourceError(f"camera {self.name!r}: {exc}") from exc
             if self.camera not in stream.cameras():
@@ -91,7 +99,8 @@ class ManifestReplay:
         return WindowData(images=data.images, labels=data.labels, track_ids=data.track_ids,
                           frame_index=window * frames + local, timestamps=window * window_seconds + offset,
                           camera=self.name, window=window,
-                          meta={"source": str(self.manifest), "manifest_window": replayed})
+                          meta={"source": str(self.manifest), "manifest_window": replayed},
+                          num_classes=len(self.classes))
 
     def tracks_of(self, window: int, window_seconds: float) -> WindowData | None:
         """The tracks of a replayed window without its pixels; None where the manifest has no track ids."""
@@ -112,7 +121,7 @@ class ManifestReplay:
 @functools.lru_cache(maxsize=64)
 def _replay(source: FolderSource, ctx: SourceContext) -> ManifestReplay:
     return ManifestReplay(source.manifest, source.camera or ctx.camera, ctx.camera, source.fps, ctx.crop_size,
-                          ctx.history_windows)
+                          ctx.history_windows, ctx.classes)
 
 
 def _open(source: FolderSource, ctx: SourceContext) -> ManifestReplay:
@@ -161,7 +170,8 @@ def _identity(source: FolderSource, ctx: SourceContext) -> dict[str, Any]:
     except OSError:
         changed = None
     return {**source.model_dump(mode="json"), "camera": source.camera or ctx.camera, "crop_size": ctx.crop_size,
-            "window_seconds": ctx.window_seconds, "history_windows": ctx.history_windows, "manifest_stat": changed}
+            "window_seconds": ctx.window_seconds, "history_windows": ctx.history_windows, "manifest_stat": changed,
+            **classes_identity(ctx)}
 
 
 FOLDER = register_source_kind(SourceKind(

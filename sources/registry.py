@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from sources.streaming import StreamingFrameSource
-from trainer.streams.base import WindowData
+from trainer.streams.base import CLASSES, WindowData
 
 
 class SourceError(ValueError):
@@ -32,6 +32,7 @@ class SourceContext:
     crop_size: int  # the edge model's input size: crops are made at this size
     window_seconds: float  # the deployment's window clock
     history_windows: int  # windows -history_windows..-1 are the bootstrap's history
+    classes: tuple[str, ...] = CLASSES  # the deployment's class list: what labels name and index
 
 
 class FrameSource(Protocol):
@@ -59,7 +60,13 @@ def _always(source: Any, ctx: SourceContext) -> bool:
 
 def _config_identity(source: BaseModel, ctx: SourceContext) -> dict[str, Any]:
     return {**source.model_dump(mode="json"), "camera": ctx.camera, "crop_size": ctx.crop_size,
-            "window_seconds": ctx.window_seconds, "history_windows": ctx.history_windows}
+            "window_seconds": ctx.window_seconds, "history_windows": ctx.history_windows, **classes_identity(ctx)}
+
+
+def classes_identity(ctx: SourceContext) -> dict[str, Any]:
+    """The class list in a source's bootstrap identity, only where it is not the default (so that caches
+    made before the class list was configurable stay valid)."""
+    return {} if ctx.classes == CLASSES else {"classes": list(ctx.classes)}
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from common.atomic import atomic_write_json
 from trainer.progress import ProgressReporter, ProgressTask
-from trainer.streams.base import WindowData
+from trainer.streams.base import CLASSES, WindowData
 
 if TYPE_CHECKING:
     from trainer.fit import EpochStats
@@ -56,6 +56,17 @@ class BootstrapSettings(BaseModel):
     golden_lr: float = Field(0.02, gt=0)
     batch_size: int = Field(32, ge=2)
     seed: int = 0
+    classes: tuple[str, ...] = CLASSES  # the deployment's, in label order
+    edge: bool = True  # False: the edge model comes from the user's file (only the golden model is trained)
+
+    def cache_fields(self) -> dict[str, Any]:
+        """The settings that key the cache: the later fields only where they differ from their defaults,
+        so that caches made before them stay valid."""
+        fields = self.model_dump()
+        for name in ("classes", "edge"):
+            if fields[name] == type(self).model_fields[name].default:
+                del fields[name]
+        return fields
 
 
 @dataclass
@@ -76,7 +87,7 @@ class BootstrapResult:
 
 
 def cache_key(cameras: list[CameraStreamSpec], settings: BootstrapSettings) -> str:
-    blob = json.dumps({"v": CACHE_VERSION, "settings": settings.model_dump(),
+    blob = json.dumps({"v": CACHE_VERSION, "settings": settings.cache_fields(),
                        "cameras": [c.model_dump() for c in cameras]}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -129,7 +140,7 @@ def bootstrap(cameras: list[CameraStreamSpec], settings: BootstrapSettings | Non
     result = BootstrapResult(key, directory, edge, golden, acc, reused=False,
                              seconds=time.perf_counter() - t0)
     atomic_write_json(directory / "manifest.json", {
-        "key": key, "settings": settings.model_dump(), "cameras": [c.model_dump() for c in cameras],
+        "key": key, "settings": settings.model_dump(mode="json"), "cameras": [c.model_dump() for c in cameras],
         "edge_models": {k: v.name for k, v in edge.items()},
         "golden_model": golden.name if golden else None, "accuracy": acc,
         "seconds": round(result.seconds, 2)})
@@ -199,7 +210,7 @@ def _train_model(label: str, family: str, hidden: int, input_size: int, train: A
     from trainer.fit import fit
     from trainer.models import build_model, save_model
 
-    model = build_model(family, hidden, input_size, seed=s.seed)
+    model = build_model(family, hidden, input_size, seed=s.seed, classes=s.classes)
     config = RetrainConfig(epochs=epochs, layers="all", hidden=hidden, lr=lr, batch_size=s.batch_size,
                            lr_schedule="cosine")
     task = report.task(label, total=epochs, unit="epoch")
@@ -243,7 +254,7 @@ def bootstrap_from_data(data: BootstrapData, settings: BootstrapSettings | None 
     settings = settings or BootstrapSettings()
     if settings.per_camera:
         raise ValueError("bootstrap_from_data trains one shared edge model (per_camera is not supported)")
-    blob = json.dumps({"v": CACHE_VERSION, "settings": settings.model_dump(), "cameras": data.identity},
+    blob = json.dumps({"v": CACHE_VERSION, "settings": settings.cache_fields(), "cameras": data.identity},
                       sort_keys=True)
     key = hashlib.sha256(blob.encode()).hexdigest()[:16]  # as cache_key(): synthetic caches stay valid
     directory = Path(cache_dir) / key
@@ -261,12 +272,15 @@ def bootstrap_from_data(data: BootstrapData, settings: BootstrapSettings | None 
                                      f"{history.num_labelled} labelled crops; at least {MIN_BOOTSTRAP_CROPS} are needed")
         history = history.labelled()
         directory.mkdir(parents=True, exist_ok=True)
-        edge_data = history.subsample(min(1.0, s.edge_crops / len(history)), seed=s.seed)
-        train, val = edge_data.split(0.15, seed=s.seed)
-        path, edge_acc = _train_model("edge model (shared)", s.edge_family, s.edge_hidden, s.edge_input_size, train,
-                                      val, s.edge_epochs, s.edge_lr, s, directory / "edge-shared.pt", device, report,
-                                      {"role": "edge", "trained_on": data.trained_on})
-        acc = {"edge:shared": edge_acc}
+        acc: dict[str, float] = {}
+        path = None
+        if s.edge:
+            edge_data = history.subsample(min(1.0, s.edge_crops / len(history)), seed=s.seed)
+            train, val = edge_data.split(0.15, seed=s.seed)
+            path, acc["edge:shared"] = _train_model(
+                "edge model (shared)", s.edge_family, s.edge_hidden, s.edge_input_size, train, val, s.edge_epochs,
+                s.edge_lr, s, directory / "edge-shared.pt", device, report,
+                {"role": "edge", "trained_on": data.trained_on})
         golden = None
         if s.golden:
             if data.golden is not None:
@@ -281,10 +295,10 @@ def bootstrap_from_data(data: BootstrapData, settings: BootstrapSettings | None 
                                                  {"role": "golden"})
         report.note(f"done in {time.perf_counter() - t0:.0f} s: "
                     + ", ".join(f"{name} {value:.3f} held-out" for name, value in acc.items()))
-    edge = dict.fromkeys(data.cameras, path)
+    edge = dict.fromkeys(data.cameras, path) if path is not None else {}
     result = BootstrapResult(key, directory, edge, golden, acc, reused=False, seconds=time.perf_counter() - t0)
     atomic_write_json(directory / "manifest.json", {
-        "key": key, "settings": settings.model_dump(), "cameras": data.identity,
+        "key": key, "settings": settings.model_dump(mode="json"), "cameras": data.identity,
         "edge_models": {k: v.name for k, v in edge.items()},
         "golden_model": golden.name if golden else None, "accuracy": acc, "seconds": round(result.seconds, 2)})
     return result

@@ -3,6 +3,11 @@
 The model takes float32 NCHW pixels in [0, 1] and normalises inside, so training, evaluation, the
 ONNX export and Triton clients all feed the same thing (raw pixels / 255). Inputs whose size differs
 from `input_size` are resized bilinearly inside the model.
+
+The head's layout follows its weights (Linear layers with a ReLU between them): ours is
+Linear -> ReLU -> Linear, a user's torchvision model brings one Linear (its `fc`). Family "onnx" is a
+user's ONNX model converted to torch (trainer/converted.py): its graph up to the last fully connected
+layers is the backbone; its checkpoint carries the ONNX file to rebuild that graph from.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from trainer.streams.base import CLASSES
 
 EDGE_FAMILIES: tuple[str, ...] = ("resnet18", "mobilenet_v3_small", "shufflenet_v2_x0_5")
 GOLDEN_FAMILIES: tuple[str, ...] = ("resnet34", "resnet50", "wide_resnet50_2", "resnext50_32x4d")
-FAMILIES = EDGE_FAMILIES + GOLDEN_FAMILIES
+CONVERTED = "onnx"  # a user's ONNX model converted to torch (trainer/converted.py)
+FAMILIES = EDGE_FAMILIES + GOLDEN_FAMILIES + (CONVERTED,)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CHECKPOINT_FORMAT = "ekya-model/1"
@@ -61,6 +67,8 @@ class ModelMeta:
             raise ModelError(f"hidden must be >= 1, got {self.hidden}")
         if not 16 <= self.input_size <= 512:
             raise ModelError(f"input_size must be in [16, 512], got {self.input_size}")
+        if len(self.classes) < 2:
+            raise ModelError(f"a classifier needs at least 2 classes, got {list(self.classes)}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -86,15 +94,48 @@ def _backbone(family: str) -> tuple[nn.Module, int]:
     return net, width
 
 
-class CropClassifier(nn.Module):
-    """backbone -> Linear(width, hidden) -> ReLU -> Linear(hidden, classes); input [B,3,H,W] in [0,1]."""
+def _head(widths: list[int]) -> nn.Sequential:
+    """Linear layers of these widths (input first, classes last) with a ReLU between two."""
+    layers: list[nn.Module] = []
+    for i, (inp, out) in enumerate(zip(widths, widths[1:])):
+        if i:
+            layers.append(nn.ReLU(inplace=True))
+        layers.append(nn.Linear(inp, out))
+    return nn.Sequential(*layers)
 
-    def __init__(self, meta: ModelMeta) -> None:
+
+def head_widths(state: dict[str, torch.Tensor]) -> list[int] | None:
+    """The head's layer widths as its weights give them (Linear at even places, ReLU between), or None
+    where the weights hold no head of that layout."""
+    linear = sorted(int(k.split(".")[1]) for k in state if k.startswith("head.") and k.endswith(".weight")
+                    and k.split(".")[1].isdigit())
+    if not linear or linear != list(range(0, 2 * len(linear), 2)):
+        return None
+    shapes = [tuple(state[f"head.{i}.weight"].shape) for i in linear]
+    if any(len(shape) != 2 for shape in shapes) or any(a[0] != b[1] for a, b in zip(shapes, shapes[1:])):
+        return None
+    return [shapes[0][1]] + [shape[0] for shape in shapes]
+
+
+class CropClassifier(nn.Module):
+    """backbone -> Linear(width, hidden) -> ReLU -> Linear(hidden, classes); input [B,3,H,W] in [0,1].
+
+    `backbone` (with its feature width) and `widths` (the head's) are given for a user's model; by
+    default the family's torchvision backbone and our two-layer head."""
+
+    def __init__(self, meta: ModelMeta, backbone: tuple[nn.Module, int] | None = None,
+                 widths: list[int] | None = None, source_onnx: bytes | None = None) -> None:
         super().__init__()
         self.meta = meta
-        self.backbone, width = _backbone(meta.family)
-        self.head = nn.Sequential(nn.Linear(width, meta.hidden), nn.ReLU(inplace=True),
-                                  nn.Linear(meta.hidden, len(meta.classes)))
+        if backbone is None and meta.family == CONVERTED:
+            raise ModelError("an onnx-family model is rebuilt from its ONNX graph (trainer/converted.py)")
+        self.backbone, width = backbone or _backbone(meta.family)
+        self.source_onnx = source_onnx  # family onnx: the graph the backbone was converted from
+        widths = widths or [width, meta.hidden, len(meta.classes)]
+        if widths[0] != width or widths[-1] != len(meta.classes):
+            raise ModelError(f"a head of widths {widths} does not fit a backbone of {width} features and "
+                             f"{len(meta.classes)} classes")
+        self.head = _head(widths)
         self.register_buffer("mean", torch.tensor(meta.mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(meta.std, dtype=torch.float32).view(1, 3, 1, 1))
 
@@ -132,8 +173,16 @@ class CropClassifier(nn.Module):
         if layers == "all":
             return ("backbone", "head")
         if layers == "last_block":
-            return ("head",) + tuple(f"backbone.{m}" for m in _LAST_BLOCK[self.meta.family])
+            return ("head",) + tuple(f"backbone.{m}" for m in self._last_block())
         return ("head",)
+
+    def _last_block(self) -> tuple[str, ...]:
+        if self.meta.family != CONVERTED:
+            return _LAST_BLOCK[self.meta.family]
+        # a converted graph has no named blocks: its last quarter of layers with weights stands for one
+        owners = [name for name, m in self.backbone.named_modules()
+                  if name and any(True for _ in m.parameters(recurse=False))]
+        return tuple(owners[-max(1, len(owners) // 4):])
 
     def train_mode(self, layers: Layers) -> None:
         """Training mode for the trained modules only; frozen BatchNorms keep their statistics."""
@@ -143,9 +192,9 @@ class CropClassifier(nn.Module):
 
 
 def build_model(family: str = "resnet18", hidden: int = 64, input_size: int = 64, seed: int | None = 0,
-                **extra: Any) -> CropClassifier:
+                classes: tuple[str, ...] = CLASSES, **extra: Any) -> CropClassifier:
     """A randomly initialised model (nothing is downloaded: weights=None)."""
-    meta = ModelMeta(family=family, hidden=hidden, input_size=input_size, extra=dict(extra))
+    meta = ModelMeta(family=family, hidden=hidden, input_size=input_size, classes=tuple(classes), extra=dict(extra))
     if seed is not None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -159,7 +208,11 @@ def save_model(model: CropClassifier, path: str | os.PathLike[str], **extra: Any
     if extra:
         meta = ModelMeta(**{**meta.__dict__, "extra": {**meta.extra, **extra}})
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    obj = {"format": CHECKPOINT_FORMAT, "meta": meta.to_dict(), "state_dict": state}
+    obj: dict[str, Any] = {"format": CHECKPOINT_FORMAT, "meta": meta.to_dict(), "state_dict": state}
+    if meta.family == CONVERTED:
+        if model.source_onnx is None:
+            raise ModelError("an onnx-family model without the ONNX graph it was converted from")
+        obj["onnx"] = model.source_onnx
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
@@ -175,12 +228,27 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
         raise ModelError(f"{p}: not an {CHECKPOINT_FORMAT} checkpoint")
     meta = ModelMeta.from_dict(obj["meta"])
-    model = CropClassifier(meta)
+    model = model_for_weights(meta, obj["state_dict"], obj.get("onnx"), p)
     try:
         model.load_state_dict(obj["state_dict"])
     except RuntimeError as exc:
         raise ModelError(f"{p}: weights do not match {meta.family}/hidden {meta.hidden}: {exc}") from exc
     return model.to(map_location)
+
+
+def model_for_weights(meta: ModelMeta, state: dict[str, torch.Tensor], source_onnx: bytes | None,
+                      path: Path) -> CropClassifier:
+    """An untrained model of the layout `state` holds: the head as wide as its weights, and for family
+    onnx the backbone converted again from the ONNX graph the checkpoint carries."""
+    widths = head_widths(state)
+    if meta.family != CONVERTED:
+        return CropClassifier(meta, widths=widths)
+    if not isinstance(source_onnx, bytes):
+        raise ModelError(f"{path}: an onnx-family checkpoint without its ONNX graph")
+    from trainer.converted import split_onnx_classifier
+
+    backbone, head = split_onnx_classifier(source_onnx, str(path))
+    return CropClassifier(meta, backbone=(backbone, head[0].in_features), widths=widths, source_onnx=source_onnx)
 
 
 def read_meta(path: str | os.PathLike[str]) -> ModelMeta:

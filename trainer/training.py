@@ -113,6 +113,9 @@ class Trainer:
             images = np.concatenate([images, hist.images])
             labels = np.concatenate([labels, hist.labels])
             weights = np.concatenate([weights, np.full(len(hist), config.history_weight, np.float32)])
+        if labels.max() >= len(model.meta.classes):  # (a class list changed under a model: say so, not IndexError)
+            raise ValueError(f"labels reach class {int(labels.max())}, the model has {len(model.meta.classes)} "
+                             f"classes ({', '.join(model.meta.classes)})")
         self.n = len(labels)
         self.images = _to_tensor(images, self.device)
         self.labels = torch.from_numpy(labels).to(self.device)

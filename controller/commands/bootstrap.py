@@ -38,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
         result = _bootstrap_deployment(args)
         if result is None:
             return 2
+        if result == "nothing":
+            message = "nothing to train: the edge and golden models are the config's files (checked)"
+            print(json.dumps({"trained": False, "message": message}) if args.json else message)
+            return 0
     else:
         from trainer.bootstrap import BootstrapSettings, bootstrap
         from trainer.streams.synthetic import default_cameras
@@ -61,14 +65,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _bootstrap_deployment(args: argparse.Namespace):
-    """The deployment's bootstrap (what `ekya run` would train at its first start); None on bad input."""
-    from controller.bootstrap_settings import bootstrap_for
+    """The deployment's bootstrap (what `ekya run` would train at its first start): its model files checked
+    first, then what they do not give trained; None on bad input, "nothing" when the files give both."""
+    from controller.bootstrap_settings import bootstrap_cache_dir, bootstrap_for
     from controller.config import ConfigError, load_config
+    from controller.user_models import UserModelError, check_user_models
     from sources import SourceError
     from trainer.bootstrap import BootstrapDataError
 
     try:
-        return bootstrap_for(load_config(args.config), progress=not args.json, force=args.force)
-    except (ConfigError, SourceError, BootstrapDataError) as exc:
+        config = load_config(args.config)
+        user = check_user_models(config, bootstrap_cache_dir(config))
+        edge, golden = user.edge_checkpoint is None, config.golden_model.onnx is None
+        if not edge and not golden:
+            return "nothing"
+        return bootstrap_for(config, progress=not args.json, force=args.force, edge=edge, golden=golden)
+    except (ConfigError, SourceError, BootstrapDataError, UserModelError) as exc:
         print(f"ekya bootstrap: {exc}", file=sys.stderr)
         return None

@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from controller.runtime.lock import DeploymentLocked
     from controller.service import run_controller
     from controller.state import StateFileCorrupt
+    from controller.user_models import UserModelError
     from sources import SourceError
     from trainer.bootstrap import BootstrapDataError
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         controller = run_controller(config, scheduler=args.scheduler, max_windows=args.windows, stop=stop,
                                     keep_triton=args.keep_triton)
-    except (SourceError, BootstrapDataError) as exc:  # a camera's source cannot serve or bootstrap it
+    except (SourceError, BootstrapDataError, UserModelError) as exc:  # a source, or a model file, that cannot serve
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except DeploymentLocked as exc:  # refused before touching anything of the running one

@@ -13,6 +13,7 @@ from pydantic_core import PydanticCustomError
 from protocol import defaults
 from sources.registry import on_source_kinds_changed
 from trainer.configs import RetrainConfig, default_grid
+from trainer.streams.base import CLASSES
 
 from .cameras import CameraConfig
 from .errors import LocatedError
@@ -43,12 +44,12 @@ EdgeFamily = Literal["resnet18", "mobilenet_v3_small", "shufflenet_v2_x0_5"]
 GoldenFamily = Literal["resnet34", "resnet50", "wide_resnet50_2", "resnext50_32x4d"]
 
 
-def _unique(names: list[str], field: str, what: str) -> None:
+def _unique(names: list[str], field: str, what: str, key: tuple[str, ...] = ("name",)) -> None:
     seen: dict[str, int] = {}
     for index, name in enumerate(names):
         if name in seen:
             raise LocatedError(
-                (index, "name"),
+                (index, *key),
                 f"duplicate {what} {name!r} (also at {field}[{seen[name]}]); names must be unique",
             )
         seen[name] = index
@@ -56,19 +57,86 @@ def _unique(names: list[str], field: str, what: str) -> None:
 
 # --------------------------------------------------------------------------------------------- models
 class EdgeModelConfig(ConfigModel):
-    """The per-camera model served live and retrained every window."""
+    """The per-camera model served live and retrained every window: bootstrapped (trained from the cameras'
+    labelled history), or the user's own as the initial model of every camera, from `weights` (a state
+    dict of `family` with its head, trainer/user_models.py) or an `onnx` file (float32 [batch, 3, S, S]
+    pixels in [0, 1] -> [batch, classes] logits; converted to torch for retraining). Files are checked
+    at start-up (controller/user_models.py), not here: a camera client reads this config without them."""
 
     family: EdgeFamily = "resnet18"
     input_size: int = Field(defaults.EDGE_INPUT_SIZE, ge=16, le=512)
     hidden: Literal[64, 1024] = 64  # width of the two-layer classification head
+    weights: ConfigPath | None = None
+    onnx: ConfigPath | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EdgeModelConfig:
+        if self.weights is not None and self.onnx is not None:
+            raise LocatedError(("onnx",), "give the initial edge model as `weights` or as `onnx`, not both")
+        if self.onnx is not None and "family" in self.model_fields_set:
+            raise LocatedError(("family",), "an onnx edge model brings its own architecture; drop `family`")
+        return self
+
+    @property
+    def from_file(self) -> Path | None:
+        return self.weights or self.onnx
+
+
+Triple = tuple[float, float, float]
+_GOLDEN_FILE_KEYS = ("mean", "std", "input_layout", "classes", "class_map")
 
 
 class GoldenModelConfig(ConfigModel):
-    """The large, slow labelling model, run on a sample of each window's frames."""
+    """The large, slow labelling model, run on a sample of each window's frames: bootstrapped (`family`,
+    `hidden`), or the user's own `onnx` file, served by Triton as it is. The controller sends it crops
+    resized to `input_size`, as float32 pixels in [0, 1] normalised by (x - mean) / std per channel, in
+    `input_layout`; its output's classes are `classes`, mapped to the deployment's by `class_map` (many
+    to one; a class it leaves out labels nothing: the crop is not trained on). Default map: the classes
+    the deployment also has, by name."""
 
     family: GoldenFamily = "resnet50"
     input_size: int = Field(224, ge=16, le=512)
     hidden: int = Field(1024, ge=1, le=8192)  # head width
+    onnx: ConfigPath | None = None
+    mean: Triple = (0.485, 0.456, 0.406)  # ImageNet's, as torchvision's models expect
+    std: Triple = (0.229, 0.224, 0.225)
+    input_layout: Literal["nchw", "nhwc"] = "nchw"
+    classes: list[str] | None = Field(None, min_length=2, max_length=100_000)
+    class_map: dict[str, str] | None = None
+
+    @field_validator("std")
+    @classmethod
+    def _positive_std(cls, std: Triple) -> Triple:
+        if min(std) <= 0:
+            raise PydanticCustomError("std", "every std must be > 0, got {std}", {"std": list(std)})
+        return std
+
+    @model_validator(mode="after")
+    def _file_keys(self) -> GoldenModelConfig:
+        if self.onnx is None:
+            extra = [key for key in _GOLDEN_FILE_KEYS if key in self.model_fields_set]
+            if extra:
+                raise LocatedError((extra[0],), "applies to a golden model given as a file: set `onnx` too")
+            return self
+        for key in ("family", "hidden"):
+            if key in self.model_fields_set:
+                raise LocatedError((key,), "a golden model from an onnx file is served as it is; drop it")
+        if self.classes is None:
+            raise LocatedError(("classes",), "list the onnx golden model's output classes, in output order")
+        for index, name in enumerate(self.classes):
+            if not name.strip() or name in self.classes[:index]:
+                raise LocatedError(("classes", index), f"class names must be unique and not empty, got {name!r}")
+        if self.class_map is not None:
+            for name in self.class_map:
+                if name not in self.classes:
+                    raise LocatedError(("class_map", name), f"{name!r} is not one of golden_model.classes")
+        return self
+
+    def deployment_map(self, deployment: list[str]) -> list[int]:
+        """For each of the golden model's classes, the deployment class index it labels (-1: none)."""
+        assert self.classes is not None
+        mapping = self.class_map if self.class_map is not None else {c: c for c in self.classes if c in deployment}
+        return [deployment.index(mapping[c]) if c in mapping else -1 for c in self.classes]
 
 
 # ------------------------------------------------------------------------------- scheduling, training
@@ -211,6 +279,8 @@ ALL_INTERFACES = "0.0.0.0"
 
 class DeploymentConfig(ConfigModel):
     cameras: list[CameraConfig] = Field(min_length=1, max_length=1024)
+    # the object classes every camera model tells apart, in label order (a model's output i is classes[i])
+    classes: list[str] = Field(default_factory=lambda: list(CLASSES), min_length=2, max_length=100_000)
     edge_model: EdgeModelConfig = EdgeModelConfig()
     golden_model: GoldenModelConfig = GoldenModelConfig()
     window_seconds: float = Field(defaults.WINDOW_SECONDS, ge=1.0, le=86_400.0)
@@ -248,6 +318,15 @@ class DeploymentConfig(ConfigModel):
         _unique([c.name for c in cameras], "cameras", "camera name")
         return cameras
 
+    @field_validator("classes")
+    @classmethod
+    def _unique_classes(cls, classes: list[str]) -> list[str]:
+        for index, name in enumerate(classes):
+            if not name.strip():
+                raise LocatedError((index,), "a class name must not be empty")
+        _unique(classes, "classes", "class", key=())
+        return classes
+
     @field_validator("retraining_configs")
     @classmethod
     def _unique_configs(cls, configs: list[RetrainConfig]) -> list[RetrainConfig]:
@@ -264,6 +343,20 @@ class DeploymentConfig(ConfigModel):
                 + ", ".join(c.name for c in self.retraining_configs),
             )
         check_crop_size(self.cameras, self.edge_model.input_size)
+        if list(self.classes) != list(CLASSES):
+            for index, camera in enumerate(self.cameras):
+                if camera.source.kind == "synthetic":  # its generator draws the original six
+                    raise LocatedError(("classes",), f"synthetic cameras (cameras[{index}]) draw the original six "
+                                       f"classes ({', '.join(CLASSES)}); keep the default class list with them")
+        golden = self.golden_model
+        if golden.class_map is not None:
+            for name, target in golden.class_map.items():
+                if target not in self.classes:
+                    raise LocatedError(("golden_model", "class_map", name),
+                                       f"{target!r} is not a deployment class; expected one of: {', '.join(self.classes)}")
+        if golden.onnx is not None and all(i < 0 for i in golden.deployment_map(self.classes)):
+            raise LocatedError(("golden_model", "class_map"),
+                               "maps none of the golden model's classes to a deployment class: it would label nothing")
         return self
 
     # ------------------------------------------------------------------ conveniences for the controller

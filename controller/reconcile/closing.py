@@ -67,8 +67,9 @@ class WindowCloser:
             cam.record_accuracy(window, cam.serving_version, accuracy)
         cam.error_growth = error_growth([Measurement(*m) for m in cam.accuracy_history], cam.error_growth)
         entry.serving_accuracy_on_new_data = accuracy
-        if truth is not None:
-            entry.golden_label_accuracy = float((labels == truth).mean())
+        known = labels >= 0  # (a user golden model's unmapped classes label nothing)
+        if truth is not None and known.any():
+            entry.golden_label_accuracy = float((labels[known] == truth[known]).mean())
 
     def label_open_window(self) -> None:
         """Golden-label the open window's spooled chunks as they arrive, so closing the window labels

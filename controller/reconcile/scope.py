@@ -69,7 +69,7 @@ class Scope:
     def spool(self, camera: str) -> Spool:
         """The camera's spool, with its part of the data directory's disk budget."""
         budget = int(self.config.data.disk_budget_mb * 2**20 / max(1, len(self.config.cameras)))
-        return Spool(self.layout, camera, budget, self.quarantine)
+        return Spool(self.layout, camera, budget, self.quarantine, num_classes=len(self.config.classes))
 
     @property
     def quarantine(self) -> Quarantine:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from controller.config import DeploymentConfig, GpuResources
-from controller.labelling import GOLDEN_MODEL
+from controller.labelling import GOLDEN_MODEL, GoldenInput
 from controller.layout import DataLayout
 from controller.metrics import ControllerMetrics
 from controller.planner import InferenceProfile
@@ -37,6 +37,7 @@ from controller.triton.repository import ModelRepository
 from controller.triton.server import TritonPorts, TritonServer, new_admin_key_file
 from controller.triton.serving import ServingManager
 from controller.triton.spec import ModelSpec
+from controller.user_models import UserModels, check_user_models, file_digest
 from protocol.spool import SPOOL_CHUNK_SECONDS
 
 log = logging.getLogger("controller")
@@ -71,11 +72,14 @@ class Deployment:
         for name in config.camera_names:
             self.metrics.add_camera(name)
         self.camera_channel = DirectiveChannel(serving_version=self.served_version)
+        self.user_models = UserModels(golden=None, edge_checkpoint=None)  # checked at start()
 
     def start(self) -> Reconciler:
         """Raises DeploymentLocked, having touched nothing, where another controller runs the deployment."""
         config = self.config
         self.lock.acquire()
+        # the user's model files first: one that does not fit stops the start before anything is served
+        self.user_models = check_user_models(config, self.models_cache)
         import torch
 
         torch.set_num_threads(1)  # the controller's own torch work (profiling, export) stays off the trainers' cores
@@ -187,7 +191,8 @@ class Deployment:
             url = self.server.info.grpc_url
         self.client = TritonClient(url, admin_key=admin_key, timeout_s=triton.admin_call_timeout_s)
         manager = ServingManager(repository, self.client, load_timeout_s=triton.admin_call_timeout_s)
-        serving = TritonServing(manager, self.client, self.config.inference.label_requests_in_flight)
+        serving = TritonServing(manager, self.client, self.config.inference.label_requests_in_flight,
+                                golden=self.golden_input())
         if self.server is not None:
             self.supervisor = TritonSupervisor(self.metrics, server=self.server, embedded=embedded,
                                                after_restart=lambda server: self._restarted(server, serving))
@@ -199,13 +204,29 @@ class Deployment:
         self.server = server  # the one shutdown stops
         serving.reload_after_restart()
 
+    def golden_input(self) -> GoldenInput | None:
+        """What a user golden model is sent and how its classes map (None: the bootstrapped one)."""
+        g, found = self.config.golden_model, self.user_models.golden
+        if g.onnx is None or found is None:
+            return None
+        return GoldenInput(g.input_size, g.mean, g.std, g.input_layout, tuple(g.deployment_map(self.config.classes)),
+                           found.input_name, found.output_name)
+
     def model_spec(self, name: str) -> ModelSpec:
         config = self.config
         size = config.edge_model.input_size
         gpu_devices = tuple(config.resources.device_indices) if self.gpu else ()
         # a camera's model sheds what its queue cannot hold; the golden model serves only the controller
         camera = name != GOLDEN_MODEL
-        return ModelSpec(name=name, input_dims=(3, size, size), max_batch_size=config.inference.max_batch_size,
+        tensors: dict = {"input_dims": (3, size, size), "output_dims": (len(config.classes),)}
+        user_golden = self.user_models.golden
+        if not camera and user_golden is not None:  # served as given: its own tensor names and shapes
+            g = config.golden_model
+            tensors = {"input_name": user_golden.input_name, "output_name": user_golden.output_name,
+                       "output_dims": (user_golden.classes,),
+                       "input_dims": (3, g.input_size, g.input_size) if g.input_layout == "nchw"
+                       else (g.input_size, g.input_size, 3)}
+        return ModelSpec(name=name, **tensors, max_batch_size=config.inference.max_batch_size,
                          max_queue_delay_us=config.inference.max_queue_delay_us,
                          max_queue_size=config.inference.max_queue_size if camera else 0,
                          queue_timeout_us=config.inference.queue_timeout_ms * 1000 if camera else 0,
@@ -239,23 +260,52 @@ class Deployment:
         assert state is not None and serving is not None
         missing = [n for n in self.config.camera_names
                    if not serving.has_versions(n) or not state.cameras[n].serving_checkpoint]
-        need_golden = not serving.has_versions(GOLDEN_MODEL)
-        if missing or need_golden:
-            boot = self.bootstrap()
-            if need_golden:
-                serving.ensure_model(self.model_spec(GOLDEN_MODEL))
+        need_golden = not self._golden_current()
+        user = self.user_models
+        edge_models: dict[str, Path] = dict.fromkeys(missing, user.edge_checkpoint) if user.edge_checkpoint else {}
+        golden_file = Path(self.config.golden_model.onnx) if self.config.golden_model.onnx else None
+        if (missing and not edge_models) or (need_golden and golden_file is None):
+            # (what the config gives as files is never trained; the rest as one cached bootstrap)
+            boot = self.bootstrap(edge=user.edge_checkpoint is None, golden=golden_file is None)
+            edge_models = edge_models or {n: Path(boot.edge_models[n]) for n in missing}
+        if need_golden:
+            serving.ensure_model(self.model_spec(GOLDEN_MODEL))
+            if golden_file is not None:  # served as given
+                with serving.changes:
+                    serving.manager.publish(GOLDEN_MODEL, golden_file)
+                log.info("golden model: serving %s", golden_file)
+            else:
                 publisher.install(GOLDEN_MODEL, Path(boot.golden_model))
-            for name in missing:
-                serving.ensure_model(self.model_spec(name))
-                state.cameras[name] = CameraRecord()
-                publisher.serve(name, Path(boot.edge_models[name]))
+        for name in missing:
+            serving.ensure_model(self.model_spec(name))
+            state.cameras[name] = CameraRecord()
+            publisher.serve(name, edge_models[name])
         changed = [name for name in self.config.camera_names if name not in missing
                    and serving.ensure_spec_fields(name, self.config_owned_fields(name))]
         serving.ensure_loaded([*self.config.camera_names, GOLDEN_MODEL], reload=changed)
         for name in self.config.camera_names:
             state.cameras[name].instances = serving.instance_count(name)
 
-    def bootstrap(self):
+    def _golden_current(self) -> bool:
+        """Whether the repository's golden model is the one the config asks for: served with the wanted
+        tensors, and for a user's file, that file's bytes (a changed file or config replaces it)."""
+        serving = self.serving
+        assert serving is not None
+        if not serving.has_versions(GOLDEN_MODEL):
+            return False
+        repository = serving.manager.repository
+        wanted, spec = self.model_spec(GOLDEN_MODEL), repository.read_spec(GOLDEN_MODEL)
+        fields = ("input_name", "input_dims", "output_name", "output_dims")
+        if any(getattr(spec, f) != getattr(wanted, f) for f in fields):
+            return False
+        golden_file = self.config.golden_model.onnx
+        if golden_file is None:
+            return True
+        served = repository.model_dir(GOLDEN_MODEL) / str(repository.latest_version(GOLDEN_MODEL)) / "model.onnx"
+        return file_digest(served) == file_digest(Path(golden_file))
+
+    def bootstrap(self, *, edge: bool = True, golden: bool = True):
         from controller.bootstrap_settings import bootstrap_for
 
-        return bootstrap_for(self.config, progress=self.bootstrap_progress, cache_dir=self.models_cache)
+        return bootstrap_for(self.config, progress=self.bootstrap_progress, cache_dir=self.models_cache,
+                             edge=edge, golden=golden)

@@ -8,23 +8,25 @@ from pathlib import Path
 
 import numpy as np
 
-from controller.labelling import GOLDEN_MODEL, accuracy_through_triton, golden_labels
+from controller.labelling import GOLDEN_MODEL, GoldenInput, accuracy_through_triton, golden_labels
 from controller.triton.client import TritonClient
 from controller.triton.serving import ServingManager
 from controller.triton.spec import ModelSpec
 
 
 class TritonServing:
-    def __init__(self, manager: ServingManager, client: TritonClient, requests_in_flight: int = 1) -> None:
+    def __init__(self, manager: ServingManager, client: TritonClient, requests_in_flight: int = 1,
+                 golden: GoldenInput | None = None) -> None:
         self.manager = manager
         self.client = client
         self.in_flight = requests_in_flight
+        self.golden = golden  # a user golden model's input and class map (None: the bootstrapped one)
         # Serving changes (a publish, an instance count) and a restarted server's reload are serialised:
         # a publish whose load failed while Triton was down removes its version before the reload looks.
         self.changes = threading.Lock()
 
     def golden_labels(self, images: np.ndarray) -> np.ndarray:
-        return golden_labels(self.client, images, in_flight=self.in_flight)
+        return golden_labels(self.client, images, in_flight=self.in_flight, golden=self.golden)
 
     def accuracy(self, model: str, images: np.ndarray, labels: np.ndarray) -> float | None:
         return accuracy_through_triton(self.client, model, images, labels, in_flight=self.in_flight)

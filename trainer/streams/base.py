@@ -15,7 +15,7 @@ import numpy as np
 
 from common.atomic import atomic_write
 
-# The original's six object classes, in label order.
+# The original's six object classes, in label order: the default of a deployment's `classes`.
 CLASSES: tuple[str, ...] = ("person", "car", "truck", "bus", "bicycle", "motorcycle")
 NUM_CLASSES = len(CLASSES)
 UNLABELLED = -1
@@ -31,7 +31,7 @@ class WindowDataError(ValueError):
 class WindowData:
     """Object crops of one camera over one window. All arrays share the first dimension N.
 
-    images [N,H,W,3] uint8; labels [N] int64 in [0, 6) or -1 (unlabelled); track_ids [N] int64
+    images [N,H,W,3] uint8; labels [N] int64, a class index >= 0 or -1 (unlabelled); track_ids [N] int64
     (an object keeps its id over consecutive frames); frame_index [N] int64 (absolute frame number);
     timestamps [N] float64 seconds.
     """
@@ -44,6 +44,10 @@ class WindowData:
     camera: str = ""
     window: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    # The class count labels index into, where the maker knows it (the deployment's `classes`): checked and
+    # carried along (take, with_labels, save/load). None: only -1 and above are checked; the model's head
+    # checks the rest when training (trainer/fit.py).
+    num_classes: int | None = None
 
     def __post_init__(self) -> None:
         self.images = np.asarray(self.images)
@@ -63,8 +67,7 @@ class WindowData:
             arr = getattr(self, name)
             if arr.shape != (n,):
                 raise WindowDataError(f"{name} must have shape [{n}], got {list(arr.shape)}")
-        if n and (self.labels.min() < UNLABELLED or self.labels.max() >= NUM_CLASSES):
-            raise WindowDataError(f"labels must be in [-1, {NUM_CLASSES - 1}]")
+        check_labels(self.labels, self.num_classes, WindowDataError)
 
     # ---- views --------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -87,7 +90,7 @@ class WindowData:
         return WindowData(
             images=self.images[index], labels=self.labels[index], track_ids=self.track_ids[index],
             frame_index=self.frame_index[index], timestamps=self.timestamps[index],
-            camera=self.camera, window=self.window, meta=dict(self.meta),
+            camera=self.camera, window=self.window, meta=dict(self.meta), num_classes=self.num_classes,
         )
 
     def labelled(self) -> WindowData:
@@ -153,7 +156,10 @@ class WindowData:
         import json
 
         arrays = {name: getattr(self, name) for name in _ARRAYS}
-        header = json.dumps({"camera": self.camera, "window": self.window, "meta": self.meta})
+        header_fields: dict[str, Any] = {"camera": self.camera, "window": self.window, "meta": self.meta}
+        if self.num_classes is not None:  # (absent otherwise: files as before)
+            header_fields["num_classes"] = self.num_classes
+        header = json.dumps(header_fields)
         saver = np.savez_compressed if compress else np.savez
 
         def write(tmp: Path) -> None:
@@ -186,8 +192,10 @@ class WindowData:
                 header = json.loads(str(npz["header"])) if "header" in npz.files else {}
             if not isinstance(header, dict):
                 raise WindowDataError(f"its header is a {type(header).__name__}, not an object")
+            num_classes = header.get("num_classes")
             return cls(**arrays, camera=str(header.get("camera", "")), window=int(header.get("window", 0)),
-                       meta=dict(header.get("meta", {})))
+                       meta=dict(header.get("meta", {})),
+                       num_classes=None if num_classes is None else int(num_classes))
         except WindowDataError as exc:
             raise WindowDataError(f"{p}: {exc}") from exc
         except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, TypeError) as exc:
@@ -197,6 +205,16 @@ class WindowData:
     def empty(cls, image_size: int = 64, camera: str = "", window: int = 0) -> WindowData:
         return cls(np.zeros((0, image_size, image_size, 3), np.uint8), np.zeros(0, np.int64),
                    np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), camera, window)
+
+
+def check_labels(labels: np.ndarray, num_classes: int | None, error: type[Exception] = ValueError) -> None:
+    """Labels are class indices in [0, num_classes) or -1 (unlabelled); without a count, -1 and above."""
+    if not len(labels):
+        return
+    if labels.min() < UNLABELLED:
+        raise error(f"labels must be >= {UNLABELLED}, got {int(labels.min())}")
+    if num_classes is not None and labels.max() >= num_classes:
+        raise error(f"labels must be in [-1, {num_classes - 1}] ({num_classes} classes), got {int(labels.max())}")
 
 
 def _check_dtypes(arrays: dict[str, np.ndarray]) -> None:
@@ -226,6 +244,9 @@ def concat(windows: list[WindowData], camera: str | None = None) -> WindowData:
     sizes = {w.image_size for w in windows if len(w)}
     if len(sizes) > 1:
         raise WindowDataError(f"cannot concatenate crops of different sizes {sorted(sizes)}")
+    counts = {w.num_classes for w in windows if w.num_classes is not None}
+    if len(counts) > 1:
+        raise WindowDataError(f"cannot concatenate windows of different class counts {sorted(counts)}")
     return WindowData(
         images=np.concatenate([w.images for w in windows]),
         labels=np.concatenate([w.labels for w in windows]),
@@ -234,6 +255,7 @@ def concat(windows: list[WindowData], camera: str | None = None) -> WindowData:
         timestamps=np.concatenate([w.timestamps for w in windows]),
         camera=windows[0].camera if camera is None else camera,
         window=windows[-1].window,
+        num_classes=next(iter(counts), None),
     )
 
 

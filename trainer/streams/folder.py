@@ -8,8 +8,8 @@ Manifest format (UTF-8 CSV with a header row; extra columns are ignored):
 
 - path: image file (any format PIL reads), relative to the manifest's directory or absolute.
 - camera: camera name.  timestamp: seconds (float), any origin.
-- label (optional column/value): a class name (person, car, truck, bus, bicycle, motorcycle) or its
-  index 0-5; empty = unlabelled (-1).
+- label (optional column/value): a class name of the deployment's `classes` (default person, car, truck,
+  bus, bicycle, motorcycle) or its index; empty = unlabelled (-1).
 - track_id (optional): crops of one object over consecutive frames share it; default: one per crop.
 - frame_index (optional): default: the rank of the crop's timestamp among the camera's timestamps.
 
@@ -45,27 +45,30 @@ class _Row:
     frame_index: int | None
 
 
-def parse_label(value: str) -> int:
+def parse_label(value: str, classes: tuple[str, ...] = CLASSES) -> int:
+    """A class name (case-insensitive) or index of `classes`; empty: unlabelled."""
     v = value.strip()
     if not v:
         return UNLABELLED
     if v.lstrip("-").isdigit():
         i = int(v)
-        if i == UNLABELLED or 0 <= i < len(CLASSES):
+        if i == UNLABELLED or 0 <= i < len(classes):
             return i
-        raise ValueError(f"label index {i} out of range 0-{len(CLASSES) - 1}")
-    if v.lower() in CLASSES:
-        return CLASSES.index(v.lower())
-    raise ValueError(f"unknown label {v!r}; expected one of {', '.join(CLASSES)} or empty")
+        raise ValueError(f"label index {i} out of range 0-{len(classes) - 1}")
+    lowered = [c.lower() for c in classes]
+    if v.lower() in lowered:
+        return lowered.index(v.lower())
+    raise ValueError(f"unknown label {v!r}; expected one of {', '.join(classes)} or empty")
 
 
 class FolderStream:
     """Windows of the cameras in a manifest. Images are read lazily, per window."""
 
     def __init__(self, manifest: str | os.PathLike[str], crop_size: int = 64,
-                 window_seconds: float = 200.0) -> None:
+                 window_seconds: float = 200.0, classes: tuple[str, ...] = CLASSES) -> None:
         if window_seconds <= 0:
             raise ValueError("window_seconds must be > 0")
+        self.classes = tuple(classes)
         self.manifest = Path(manifest)
         self.crop_size = crop_size
         self.window_seconds = window_seconds
@@ -87,7 +90,7 @@ class FolderStream:
                     p = Path(rec["path"])
                     tid, fidx = rec.get("track_id") or "", rec.get("frame_index") or ""
                     rows.append(_Row(p if p.is_absolute() else base / p, rec["camera"].strip(),
-                                     float(rec["timestamp"]), parse_label(rec.get("label") or ""),
+                                     float(rec["timestamp"]), parse_label(rec.get("label") or "", self.classes),
                                      int(tid) if tid.strip() else None, int(fidx) if fidx.strip() else None))
                 except (ValueError, TypeError, AttributeError) as exc:
                     raise ManifestError(f"{self.manifest}:{line}: {exc}") from exc
@@ -129,7 +132,8 @@ class FolderStream:
                  for r in rows]
         return WindowData(images=images, labels=np.array([r.label for r in rows]), track_ids=np.array(track),
                           frame_index=np.array(frame), timestamps=np.array([r.timestamp for r in rows]),
-                          camera=camera, window=window, meta={"source": str(self.manifest)})
+                          camera=camera, window=window, meta={"source": str(self.manifest)},
+                          num_classes=len(self.classes))
 
 
 def write_manifest(path: str | os.PathLike[str], rows: list[dict[str, object]]) -> Path:

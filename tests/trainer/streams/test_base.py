@@ -36,8 +36,17 @@ def test_save_load_roundtrip(tmp_path):
 def test_bad_inputs_are_rejected(tmp_path):
     with pytest.raises(WindowDataError, match="uint8"):
         WindowData(np.zeros((2, 4, 4, 3), np.float32), np.zeros(2), np.zeros(2), np.zeros(2), np.zeros(2))
-    with pytest.raises(WindowDataError, match="labels must be"):
-        WindowData(np.zeros((2, 4, 4, 3), np.uint8), np.array([0, 6]), np.zeros(2), np.zeros(2), np.zeros(2))
+    with pytest.raises(WindowDataError, match=r"labels must be in \[-1, 5\]"):  # the class count, where known
+        WindowData(np.zeros((2, 4, 4, 3), np.uint8), np.array([0, 6]), np.zeros(2), np.zeros(2), np.zeros(2),
+                   num_classes=6)
+    with pytest.raises(WindowDataError, match="labels must be >= -1"):
+        WindowData(np.zeros((2, 4, 4, 3), np.uint8), np.array([0, -2]), np.zeros(2), np.zeros(2), np.zeros(2))
+    # the class list is the deployment's: a window that does not know it takes any class index
+    wide = WindowData(np.zeros((2, 4, 4, 3), np.uint8), np.array([0, 9]), np.zeros(2), np.zeros(2), np.zeros(2))
+    with pytest.raises(WindowDataError, match="10 classes"):
+        wide.take(np.arange(2)).__class__(**{**wide.__dict__, "num_classes": 10, "labels": np.array([0, 10])})
+    saved = WindowData.load(WindowData(**{**wide.__dict__, "num_classes": 10}).save(tmp_path / "ten.npz"))
+    assert saved.num_classes == 10 and saved.take(np.array([1])).num_classes == 10
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(WindowDataError, match="not a readable"):
         WindowData.load(tmp_path / "junk.npz")
@@ -75,7 +84,7 @@ def _corrupt_compressed(path) -> bytes:
     lambda p: _npz_bytes(foo=np.zeros(2)),
     lambda p: _npz_bytes(**_arrays(images=np.zeros((12, 8, 8, 3), np.float32))),
     lambda p: _npz_bytes(**_arrays(labels=np.full(12, 0.5))),
-    lambda p: _npz_bytes(**_arrays(labels=np.full(12, 7))),
+    lambda p: _npz_bytes(**_arrays(labels=np.full(12, -3))),  # (above: only against a known class count)
     lambda p: _npz_bytes(**_arrays(track_ids=np.zeros(11, np.int64))),
     lambda p: _npz_bytes(**_arrays(timestamps=np.array(["x"] * 12))),
     lambda p: _npz_bytes(**_arrays(), header=np.array("{not json")),
