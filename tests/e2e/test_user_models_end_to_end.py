@@ -1,7 +1,8 @@
 """End to end with the user's own models on CPU: the golden model is an ONNX file the test trains and
 exports itself (its own tensor names, input size and normalisation, classes mapped many-to-one onto the
 deployment's, one left unmapped), and the initial edge model is a state dict file: nothing is bootstrapped.
-One synthetic camera (`ekya camera`) streams two short windows through the embedded Triton.
+One video camera (`ekya camera`): a real H.264 MP4 the test encodes, played in real time, objects found by
+the default detector, streams two short windows through the embedded Triton.
 
 Asserts: samples were captured where they were served, the window's training data carries exactly the
 labels that golden model gives its crops (computed here with onnxruntime and the class map), and a model
@@ -33,7 +34,7 @@ SIZE = 32
 GOLDEN_CLASSES = ["pedestrian", "auto", "lorry", "coach", "cycle", "motorbike"]
 CLASS_MAP = {"pedestrian": "person", "auto": "car", "lorry": "truck", "coach": "truck", "cycle": "bicycle"}
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-SOURCE = {"kind": "synthetic", "seed": 5, "drift": {"speed": 1.0, "magnitude": 1.0}, "fps": 8, "objects_per_frame": 5}
+VIDEO = {"kind": "video", "url": "scene.mp4", "fps": 8, "loop": True}
 
 
 class TinyGolden(nn.Module):
@@ -47,14 +48,13 @@ class TinyGolden(nn.Module):
         return self.fc(self.features(x).flatten(1))
 
 
-def _golden_onnx(path: Path, config) -> Path:
-    """A small golden model trained on the camera's history (its ground truth), normalising as MEAN/STD say."""
-    from controller.source_context import source_context
-    from sources.synthetic import stream_spec
-    from trainer.streams.synthetic import generate_window
+def _golden_onnx(path: Path) -> Path:
+    """A small golden model trained on synthetic objects like the video's (their ground truth), normalising
+    as MEAN/STD say."""
+    from trainer.streams.synthetic import CameraStreamSpec, generate_window
 
-    data = generate_window(stream_spec(config.camera("cam0").source, source_context(config, "cam0")), -1,
-                           max_crops=600)
+    data = generate_window(CameraStreamSpec(name="golden", seed=5, crop_size=SIZE, fps=8, window_seconds=WINDOW_S,
+                                            objects_per_frame=5), -1, max_crops=600)
     x = torch.from_numpy(((data.images / 255.0 - np.array(MEAN)) / np.array(STD)).transpose(0, 3, 1, 2)).float()
     y = torch.from_numpy(data.labels)  # the synthetic classes in the order of GOLDEN_CLASSES' meanings
     torch.manual_seed(0)
@@ -71,11 +71,15 @@ def _golden_onnx(path: Path, config) -> Path:
 
 @pytest.mark.slow
 def test_user_golden_and_edge_models_end_to_end(tmp_path: Path):
+    from tests.sources.video_helpers import scene_video
     from trainer.models import build_model
+    from trainer.streams.scene import SceneSpec
 
+    # 320x240, three objects crossing, 6 s looped: the detector's crops are what the golden model labels
+    scene_video(tmp_path / "scene.mp4", SceneSpec(fps=8, seconds=6, objects=3, object_size=40, seed=3))
     torch.save(build_model("resnet18", 64, SIZE, seed=7).state_dict(), tmp_path / "edge.pt")
     raw = {
-        "cameras": [{"name": "cam0", "source": SOURCE}],
+        "cameras": [{"name": "cam0", "source": VIDEO}],
         "edge_model": {"family": "resnet18", "input_size": SIZE, "hidden": 64, "weights": "edge.pt"},
         "golden_model": {"onnx": "golden.onnx", "input_size": SIZE, "mean": list(MEAN), "std": list(STD),
                          "classes": GOLDEN_CLASSES, "class_map": CLASS_MAP},
@@ -94,7 +98,7 @@ def test_user_golden_and_edge_models_end_to_end(tmp_path: Path):
     config_path = tmp_path / "deployment.yaml"
     config_path.write_text(yaml.safe_dump(raw))
     config = load_config(config_path)
-    golden = _golden_onnx(tmp_path / "golden.onnx", config)
+    golden = _golden_onnx(tmp_path / "golden.onnx")
     layout = DataLayout(Path(config.data.dir))
     camera: list[subprocess.Popen] = []
 
