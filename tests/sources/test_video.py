@@ -115,6 +115,10 @@ def test_the_deployment_config_takes_a_video_camera(tmp_path: Path) -> None:
     config = load_config(Path(__file__).resolve().parents[2] / "examples" / "video-camera.yaml")
     camera = config.cameras[0]
     assert camera.source.kind == "video" and Path(camera.source.url).is_absolute()
+    # with the user's golden model: its 8 classes onto the deployment's 6, "dog" unlabelled
+    assert config.golden_model.onnx is not None and config.golden_model.onnx.is_absolute()
+    mapping = config.golden_model.deployment_map(config.classes)
+    assert len(mapping) == 8 and mapping[-1] == -1 and mapping[5] == config.classes.index("bus")
 
 
 def test_no_ground_truth_and_no_bootstrap_history() -> None:
