@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import controller.reconcile.ingest as ingest
-
 from protocol.capture import CaptureWriter, chunk_files
 from protocol.model_input import to_model_input
 from protocol.spool import Spool
