@@ -202,10 +202,11 @@ def test_controller_end_to_end_with_restart(tmp_path: Path):
     # followed each: under stride s it sent 1 frame in s
     assert len(report["strides"]) >= 2, report["strides"]
     assert any(stride > 1 for stride in report["strides"]), report["strides"]
-    for stride, frames, sent in report["followed"]:
+    for stride, frames, sent in report["followed"]:  # (a stride's frames may be a few runs: 1 off per run)
         if frames >= 30:
-            assert abs(sent / frames - 1 / stride) < 0.03 + 2 / frames, report["followed"]
-    assert any(stride > 1 and frames >= 30 for stride, frames, _ in report["followed"]), report["followed"]
+            assert abs(sent / frames - 1 / stride) < 0.01 + 3 / frames, report["followed"]
+    assert any(stride > 1 and frames >= 30 and sent < frames for stride, frames, sent in report["followed"]), \
+        report["followed"]
     assert max(report["versions"]) > 1 or state.cameras[PLAIN].serving_version == 1, report
     # Both cameras were sampled where they were served (Triton captured their requests), not by the client.
     assert all(state.cameras[name].captured > 20 for name in config.camera_names), \
