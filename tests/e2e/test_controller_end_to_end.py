@@ -52,10 +52,11 @@ CONFIG = {
     "microprofiler": {"subsample": 0.25, "epochs": 2, "budget_fraction": 0.2, "ahead_seconds": 6,
                       "ahead_every_seconds": 5},
     "label_sampling_rate": 0.8,
-    # a camera keeps up with every frame from a share of 0.32 on: at the fair split's 0.25 a camera that
-    # serves beside a training job is told a stride of about 1.3, one whose job finished 1 (thief's plans
-    # barely change: the stride costs little accuracy), so the plain client sees the stride change
-    "inference": {"full_share": 0.32},
+    # a camera keeps up with every frame from a share of 0.45 on: while jobs train, thief gives each camera
+    # about 0.35 (as it does at the default 0.25: 0.32 left it there, stride 1), a stride of about 1.3;
+    # once they finished, 0.5 each, stride 1. So the plain client sees the stride change (thief on this
+    # test's measured stride profile still trains in every case: offline, at 0.3-20 GPU-seconds per job)
+    "inference": {"full_share": 0.45},
     "metrics": {"port": 0},
     "directives": {"port": 0},
     "bootstrap": {"edge_crops": 800, "edge_epochs": 3, "golden_crops": 2000, "golden_epochs": 4},
