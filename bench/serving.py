@@ -3,7 +3,11 @@ onnxruntime in-process and by the embedded Triton through our ekya_onnx backend 
 renders for a camera holding --share of the serving pool: 1.0, the whole box, by default), with 1 and 2
 client threads and 1 and 8 crops per request.
 
-    python bench/serving.py [--quick] [--seconds 3] [--repeats 3] [--share 1.0] [--capture-rate 0.1]
+    python bench/serving.py [--quick] [--seconds 3] [--repeats 3] [--share 1.0] [--capture-rate 0.1] [--wrapper]
+
+--wrapper adds the shape NVIDIA's container serves a capturing camera with (controller/triton/spec.py
+`wrapped`): the python capture wrapper in front of the ONNX model, here ekya_onnx (the embedded server has
+no onnxruntime backend), so its figures are the wrapper's hop on top of our backend.
 
 Each configuration is measured --repeats times, onnxruntime and Triton alternating (the machine may be
 shared: medians are reported). Prints the machine, a table (requests/s, crops/s, p50/p99 ms, failed,
@@ -42,6 +46,7 @@ from trainer.shares import usable_cores  # noqa: E402
 ADMIN_KEY = "bench-admin-key"
 MODEL = "cam0"
 CAPTURE_MODEL = "cam1"  # the same model with sample capture on
+WRAPPED_MODEL = "cam2"  # ...captured by the python wrapper in front of it (the container's shape)
 CLASSES = 6
 
 
@@ -186,6 +191,8 @@ def main() -> int:
                         help="the camera's inference share (1.0: the whole box; 0.25: a full share)")
     parser.add_argument("--capture-rate", type=float, default=0.1,
                         help="also a Triton model with sample capture on, at this rate (0: leave it out)")
+    parser.add_argument("--wrapper", action="store_true",
+                        help="also capture through the python wrapper in front of the model (needs --capture-rate)")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep the model and Triton runtime here")
     args = parser.parse_args()
     if args.quick:
@@ -212,10 +219,15 @@ def main() -> int:
             manager.deploy(spec, onnx_path)
             if capture:
                 manager.deploy(served_spec(args.input_size, args.share, capture, CAPTURE_MODEL), onnx_path)
+            if capture and args.wrapper:
+                manager.deploy(served_spec(args.input_size, args.share, {**capture, "capture_via": "wrapper"},
+                                           WRAPPED_MODEL), onnx_path)
         callers = {"onnxruntime": onnxruntime_caller(onnx_path, spec.intra_op_threads),
                    "triton": triton_caller(info.grpc_url)}
         if capture:
             callers["triton+capture"] = triton_caller(info.grpc_url, CAPTURE_MODEL)
+        if capture and args.wrapper:
+            callers["triton+wrapper"] = triton_caller(info.grpc_url, WRAPPED_MODEL)
         for repeat in range(args.repeats):
             for threads in args.threads:
                 for crops in args.crops:
@@ -242,6 +254,10 @@ def main() -> int:
                 on = row["triton+capture"]
                 row["capture_throughput_ratio"] = round(on["rps"] / row["onnxruntime"]["rps"], 3)
                 row["capture_p50_increase"] = round(on["p50_ms"] / row["triton"]["p50_ms"] - 1.0, 3)
+            if "triton+wrapper" in row:
+                wrapped = row["triton+wrapper"]
+                row["wrapper_throughput_ratio"] = round(wrapped["rps"] / row["onnxruntime"]["rps"], 3)
+                row["wrapper_added_p50_ms"] = round(wrapped["p50_ms"] - row["triton+capture"]["p50_ms"], 2)
             rows.append(row)
 
     print(f"\nmedians of {args.repeats} run(s) of {args.seconds:g} s each, "
@@ -262,6 +278,14 @@ def main() -> int:
             print(f"{row['threads']:>7} {row['crops']:>5} | {'':>11} {fmt(on['rps']):>7} {fmt(on['p50_ms'], 2):>6} "
                   f"{fmt(on['p99_ms'], 2):>6} {on['failed']:>6} | {row['capture_throughput_ratio']:>5.2f} "
                   f"{row['capture_p50_increase']:>+10.1%}")
+        if "triton+wrapper" in callers:
+            print(f"{'threads':>7} {'crops':>5} | wrapper:    {'req/s':>7} {'p50':>6} {'p99':>6} {'failed':>6} | "
+                  f"{'ratio':>5} {'+p50 ms vs capture in the backend':>10}")
+            for row in rows:
+                wrapped = row["triton+wrapper"]
+                print(f"{row['threads']:>7} {row['crops']:>5} | {'':>11} {fmt(wrapped['rps']):>7} "
+                      f"{fmt(wrapped['p50_ms'], 2):>6} {fmt(wrapped['p99_ms'], 2):>6} {wrapped['failed']:>6} | "
+                      f"{row['wrapper_throughput_ratio']:>5.2f} {row['wrapper_added_p50_ms']:>+10.2f}")
         crops_captured, per_crop = captured_bytes_per_crop(work / "capture")
         print(f"captured {crops_captured} crops at rate {args.capture_rate:g}: {per_crop:,.0f} bytes per crop on disk")
     failed = sum(r[name]["failed"] for r in rows for name in callers)

@@ -13,9 +13,11 @@ sees half a chunk), every `chunk_seconds` from a daemon thread and at close:
 int64 (the served top-1 class) and `version` int64 (the model version that answered). The controller
 moves them into its per-window spool (controller/reconcile/ingest.py).
 
-Capture never fails or delays a request: every error is caught, logged (rate-limited) and counted, and
-when the directory is over its byte budget (the controller is not collecting) new samples are dropped and
-counted. numpy and the standard library only: this module runs inside Triton's python backend stub.
+Capture never fails or delays a request: every error is caught, logged (rate-limited) and counted. When
+the directory would go over its byte budget (the controller is not collecting), the flush evicts the oldest
+chunks first (whoever wrote them), so what the controller finds when it comes back is the most recent;
+their crops are counted as dropped ("evicted"). numpy and the standard library only: this module runs
+inside Triton's python backend stub.
 """
 
 from __future__ import annotations
@@ -44,9 +46,10 @@ COUNTS_PREFIX = "counts-"
 CHUNK_SUFFIX = ".npz"
 CHUNK_ARRAYS = ("images", "arrival", "request_id", "prediction", "version")
 DEFAULT_CHUNK_SECONDS = 5.0
-# Why a sampled crop was not written: the directory over its budget, more waiting in memory than a chunk
-# may hold (the disk is slower than the requests), or an error (converting, writing).
-DROP_REASONS = ("budget", "backlog", "error")
+# Why a sampled crop is not (or no longer) on disk: more than the whole budget waiting at once, more
+# waiting in memory than a chunk may hold (the disk is slower than the requests), an error (converting,
+# writing), or written but evicted (oldest first) to make room for newer crops.
+DROP_REASONS = ("budget", "backlog", "error", "evicted")
 _FILE_OVERHEAD_BYTES = 2048  # an .npz's headers, per file
 _CROP_OVERHEAD_BYTES = 64  # a crop's arrival, id, prediction and version
 ERROR_LOG_EVERY_S = 60.0
@@ -190,7 +193,6 @@ class CaptureWriter:
         self._token = secrets.token_hex(3)
         self._last_error_log = -float("inf")
         self._errors_unlogged = 0
-        self._disk_bytes = self._scan_usage()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -223,7 +225,8 @@ class CaptureWriter:
                 raise ValueError(f"{classes.shape[0]} predictions for {n} crops")
             size = images.nbytes + n * (_CROP_OVERHEAD_BYTES + 4 * len(request_id))
             with self._lock:
-                if self._disk_bytes + self._pending.bytes + size > self.budget_bytes:
+                # what is on disk makes room at the flush (oldest evicted); only what waits must fit
+                if self._pending.bytes + size + _FILE_OVERHEAD_BYTES > self.budget_bytes:
                     self._counts.dropped["budget"] += n
                     return 0
                 if self._pending.bytes + size > self.backlog_bytes:
@@ -251,9 +254,11 @@ class CaptureWriter:
             with self._lock:
                 pending, self._pending = self._pending, _Pending()
             path = None
-            if pending.crops:
+            if pending.crops and self._make_room(pending.bytes + _FILE_OVERHEAD_BYTES):
                 path = self._write(pending)
-            self._disk_bytes = self._scan_usage()
+            elif pending.crops:
+                with self._lock:
+                    self._counts.dropped["budget"] += pending.crops
             self._write_counts(closed=False)
             return path
 
@@ -292,6 +297,29 @@ class CaptureWriter:
         with self._lock:
             self._counts.samples += pending.crops
         return path
+
+    def _make_room(self, needed: int) -> bool:
+        """Evict the directory's oldest chunks until `needed` more bytes fit the budget; False when they
+        cannot (the rest of the directory alone is over it). A chunk gone meanwhile (the controller moved
+        it, another writer evicted it) is simply not counted."""
+        usage = self._scan_usage()
+        if usage + needed <= self.budget_bytes:
+            return True
+        for path in chunk_files(self.directory):
+            try:
+                size, crops = path.stat().st_size, _crops_in(path)
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            except Exception as exc:
+                self.record_error(f"evicting {path}", exc)
+                continue
+            usage -= size
+            with self._lock:
+                self._counts.dropped["evicted"] += crops
+            if usage + needed <= self.budget_bytes:
+                return True
+        return False
 
     def _scan_usage(self) -> int:
         try:
@@ -339,6 +367,17 @@ class CaptureWriter:
             self._thread = None
         self.flush()
         self._write_counts(closed=True)
+
+
+def _crops_in(path: Path) -> int:
+    """How many crops a chunk holds (its small `arrival` array read alone); 0 if it is unreadable."""
+    try:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
+            return int(npz["arrival"].shape[0])
+    except FileNotFoundError:
+        raise
+    except Exception:  # a broken chunk holds no crops the controller could have used
+        return 0
 
 
 def _atomic_savez(path: Path, crops: CapturedCrops) -> None:

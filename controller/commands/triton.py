@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     repository = ModelRepository(args.repository)
     if args.load == "all":
-        models = [m for m in repository.models() if repository.versions(m)]
+        models = repository.loadable()
     elif args.load == "none":
         models = []
     else:

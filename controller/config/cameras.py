@@ -18,6 +18,8 @@ __all__ = ["CAMERA_NAME_PATTERN", "RESERVED_CAMERA_NAMES", "CameraConfig"]
 # Triton model names become directory names and URL path segments: keep them to a safe subset.
 CAMERA_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 RESERVED_CAMERA_NAMES = frozenset({"golden"})  # the golden model is served under this Triton name
+# "<camera>.onnx" is the ONNX model behind a camera whose capture wraps it (controller/triton/spec.py)
+RESERVED_CAMERA_SUFFIX = ".onnx"
 
 
 class CameraConfig(ConfigModel):
@@ -34,6 +36,13 @@ class CameraConfig(ConfigModel):
                 "reserved_name",
                 "the name {name!r} is reserved (the golden model is served under it)",
                 {"name": name},
+            )
+        if name.endswith(RESERVED_CAMERA_SUFFIX):
+            raise PydanticCustomError(
+                "reserved_name",
+                "the name '{name}' ends in '{suffix}', which is reserved for the ONNX model behind a capturing "
+                "camera's model",
+                {"name": name, "suffix": RESERVED_CAMERA_SUFFIX},
             )
         return name
 

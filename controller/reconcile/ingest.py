@@ -8,7 +8,9 @@ track unknown: -1, frame index: the arrival time in microseconds), with the serv
 
 Crash-safe and idempotent: a spool chunk is named after its capture file and written (its served classes
 first) before the capture file is deleted, and a part already in the spool is not written again, so a
-pass cut short anywhere is redone without duplicates. A capture file that cannot be read is quarantined.
+pass cut short anywhere is redone without duplicates. A capture file that cannot be read is quarantined;
+one that went between the listing and the reading (its writer evicted it, oldest first, over its budget)
+is skipped.
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ class CaptureIngest:
             try:
                 crops = read_chunk(path)
             except CaptureFileError as exc:
-                if path.exists():
+                # gone since the listing (its writer evicted it to stay in budget): not corrupt, just gone
+                if not isinstance(exc.__cause__, FileNotFoundError) and path.exists():
                     self.scope.quarantine.move(camera, path, exc)
                 continue
             moved += self._into_spool(camera, path, crops, discarded)

@@ -180,9 +180,8 @@ class DataDir:
         found: dict[tuple[str, int], dict] = defaultdict(dict)
         repo = self.repository
         for model in repo.models():
-            for directory in repo.model_dir(model).iterdir():
-                if directory.name.isdigit() and directory.is_dir():
-                    found[(model, int(directory.name))]["repository_bytes"] = tree_bytes(directory)[0]
+            for version, directories in repo.version_dirs(model).items():  # both halves of a wrapped model
+                found[(model, version)]["repository_bytes"] = sum(tree_bytes(d)[0] for d in directories)
         checkpoints = self.layout.checkpoints_dir
         if checkpoints.is_dir():
             for camera_dir in checkpoints.iterdir():

@@ -60,7 +60,7 @@ class TritonServing:
     def retire_version(self, model: str, version: int, reason: str) -> None:
         self.manager.repository.remove_version(model, version, reason=reason)
         if self.manager.repository.versions(model):
-            self.client.load(model, timeout_s=self.manager.load_timeout_s)
+            self.manager.load(model, removing=True)
 
     # -- start-up ------------------------------------------------------------------------------
     def ensure_model(self, spec: ModelSpec) -> None:
@@ -82,8 +82,8 @@ class TritonServing:
     def ensure_loaded(self, models: list[str], reload: Sequence[str] = ()) -> None:
         """Load what is not loaded, and reload `reload` (their config changed)."""
         for name in models:
-            if name in reload or not self.client.model_ready(name):
-                self.client.load(name)
+            if name in reload or not self.manager.ready(name):
+                self.manager.load(name)
 
     def instance_count(self, model: str) -> int:
         return self.manager.repository.read_spec(model).instance_count

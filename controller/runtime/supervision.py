@@ -63,7 +63,7 @@ class EmbeddedTriton:
         if not wait_for_ports(self.ports, self.bind_address or self.address, self.port_wait_s):
             raise TritonStartError(f"Triton's ports {self.ports} on {self.address} are still in use after "
                                    f"{self.port_wait_s:.0f}s")
-        names = [m for m in self.repository.models() if self.repository.versions(m)]
+        names = self.repository.loadable()
         server = TritonServer(self.repository.root, self.work_dir, admin_key=self.admin_key, address=self.address,
                               grpc_port=self.ports.grpc, http_port=self.ports.http, metrics_port=self.ports.metrics,
                               bind_address=self.bind_address, load_models=names, runtime=self.runtime)

@@ -3,7 +3,10 @@
 publish: validate first (nothing is written for a rejected model), move the version in atomically,
 load it with a timeout; a version that fails to load is removed and the previous one keeps serving.
 Instance-count changes persist in config.pbtxt and are applied with a reload, which Triton performs
-without failing in-flight requests.
+without failing in-flight requests. A wrapped model (capture in front of the ONNX model, see
+controller/triton/repository.py) is loaded as its two Triton models: the inner one first when a version
+comes in or the instances change, last when a version goes out, so the public one never calls a version
+that is not loaded.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ class ServingManager:
         version = self.repository.add_version(name, onnx_path)
         started = time.monotonic()
         try:
-            self.client.load(name, timeout_s=self.load_timeout_s)
+            self.load(name)
         except TritonClientError as exc:
             self.repository.remove_version(name, version, reason=f"load failed: {exc}")
             self._reload_quietly(name)
@@ -82,7 +85,7 @@ class ServingManager:
         if len(versions) < 2:
             raise RepositoryError(f"{name}: no earlier version on disk to roll back to")
         self.repository.remove_version(name, versions[-1], reason="rolled back")
-        self.client.load(name, timeout_s=self.load_timeout_s)
+        self.load(name, removing=True)
         return versions[-2]
 
     def set_instances(self, name: str, count: int, gpus: tuple[int, ...] | None = None) -> bool:
@@ -96,19 +99,29 @@ class ServingManager:
         ModelSpec.model_validate(updated.model_dump())  # re-run the bounds checks
         self.repository.write_spec(updated)
         try:
-            self.client.load(name, timeout_s=self.load_timeout_s)
+            self.load(name)
         except TritonClientError:
             self.repository.write_spec(spec)
             self._reload_quietly(name)
             raise
         return True
 
+    def load(self, name: str, removing: bool = False) -> None:
+        """(Re)load the Triton model(s) that serve `name` from the repository as it is now; `removing`:
+        a version was taken out (a wrapped model's public half goes first then)."""
+        models = self.repository.triton_models(name)
+        for model in reversed(models) if removing else models:
+            self.client.load(model, timeout_s=self.load_timeout_s)
+
+    def ready(self, name: str) -> bool:
+        return all(self.client.model_ready(model) for model in self.repository.triton_models(name))
+
     def load_all(self) -> list[str]:
         """Load every model that has a version on disk (after a server restart, say)."""
         loaded = []
         for name in self.repository.models():
             if self.repository.versions(name):
-                self.client.load(name, timeout_s=self.load_timeout_s)
+                self.load(name)
                 loaded.append(name)
         return loaded
 
@@ -116,6 +129,6 @@ class ServingManager:
         if not self.repository.versions(name):
             return
         try:
-            self.client.load(name, timeout_s=self.load_timeout_s)
+            self.load(name)
         except TritonClientError as exc:
             log.error("%s: reload after a failed change also failed: %s", name, exc)

@@ -7,7 +7,8 @@ It streams pre-recorded frames (DIR/w<window>.npz: `images` uint8 [N,H,W,3] crop
 frame each crop belongs to, counted from the window's start; `fps`) in real time on the deployment's
 window clock, sends each due frame's crops to Triton's `infer` on the camera's model, and follows the
 frame stride the controller publishes on its read-only endpoint (GET /v1/cameras/NAME). It prints one
-JSON line: requests, failures, the strides and model versions it saw, and the modules it imported.
+JSON line: requests, failures, the strides and model versions it saw, how it followed each stride (frames
+with crops and requests sent under it), and the modules it imported.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def main() -> int:
                 raise
             time.sleep(0.5)
     report = {"requests": 0, "failed": 0, "errors": [], "strides": [], "versions": []}
+    followed: dict[float, list[int]] = {}  # stride -> [frames with crops, requests sent] under it
     window = max(0, int((time.time() - current["t0"]) // current["window_seconds"]))
     last_poll = 0.0
     while window < args.windows:
@@ -64,8 +66,13 @@ def main() -> int:
                 except OSError:  # the controller restarting: keep following the last directive
                     pass
             crops = images[frames == k]
-            if not len(crops) or not due(k, current["stride"]):
+            if not len(crops):
                 continue
+            under = followed.setdefault(float(current["stride"]), [0, 0])
+            under[0] += 1
+            if not due(k, current["stride"]):
+                continue
+            under[1] += 1
             batch = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255)
             tensor = grpcclient.InferInput("input", list(batch.shape), "FP32")
             tensor.set_data_from_numpy(batch)
@@ -80,6 +87,7 @@ def main() -> int:
         window += 1
     report["strides"] = sorted(set(report["strides"]))
     report["versions"] = sorted(set(report["versions"]))
+    report["followed"] = [[stride, frames, sent] for stride, (frames, sent) in sorted(followed.items())]
     report["modules"] = sorted({name.split(".")[0] for name in sys.modules})
     print(json.dumps(report))
     return 0

@@ -1,5 +1,5 @@
 """The capture writer on its own (no Triton): sampling by rate and by request id, the exact way back to
-uint8 crops, atomic chunks, the budget and backlog drops, and no error ever reaching the request path."""
+uint8 crops, atomic chunks, oldest-first eviction over the budget, backlog drops, and no error ever reaching the request path."""
 
 from __future__ import annotations
 
@@ -97,21 +97,49 @@ def test_a_write_cut_short_leaves_no_chunk_and_is_counted(tmp_path: Path, monkey
     assert read_counts(tmp_path) == [(writer.counts_path, counts, True)]
 
 
-def test_over_its_budget_new_samples_are_dropped_and_counted(tmp_path: Path) -> None:
-    writer = CaptureWriter(tmp_path, 1.0, budget_bytes=3 * SIZE * SIZE * 3 * 2)  # room for a few crops
-    assert _add(writer, _crops(2)) == 2
-    writer.flush()
-    kept = 0
-    for i in range(10):
-        kept += _add(writer, _crops(1, seed=i))
-    writer.flush()
+def test_over_its_budget_the_oldest_chunks_are_evicted_first_and_counted(tmp_path: Path) -> None:
+    probe = CaptureWriter(tmp_path / "probe", 1.0, 2**30)
+    _add(probe, _crops(1), "r0")
+    crop_file = probe.flush().stat().st_size  # a one-crop chunk on disk
+    writer = CaptureWriter(tmp_path / "cam", 1.0, budget_bytes=3 * crop_file + 2048)  # room for about three
+    tmp_path = tmp_path / "cam"
+    other = CaptureWriter(tmp_path, 1.0, budget_bytes=2**30)  # another instance's chunk, the oldest
+    _add(other, _crops(2, seed=99), "other", arrival=1.0)
+    other.flush()
+    for i in range(8):  # the controller is away: one chunk per flush
+        assert _add(writer, _crops(1, seed=i), f"r{i}", arrival=10.0 + i) == 1
+        assert writer.flush() is not None
+    left = chunk_files(tmp_path)
+    assert 1 < len(left) < 8
+    ids = [read_chunk(p).request_id.tolist()[0] for p in left]
+    assert ids == [f"r{i}" for i in range(8 - len(left), 8)]  # the newest kept, in order
     counts = writer.counts()
-    assert kept < 10 and counts.dropped["budget"] == 10 - kept
-    assert counts.samples == 2 + kept
-    for path in chunk_files(tmp_path):  # the controller collects: room again
-        path.unlink()
-    writer.flush()
-    assert _add(writer, _crops(1)) == 1
+    assert counts.dropped["evicted"] == 2 + (8 - len(left)) and counts.dropped["budget"] == 0
+    assert counts.samples == 8
+    assert sum(p.stat().st_size for p in tmp_path.iterdir()) <= 3 * crop_file + 2048
+    # ...and the counters file the controller reads says so
+    assert [c.dropped["evicted"] for p, c, _ in read_counts(tmp_path) if p == writer.counts_path] == [10 - len(left)]
+    # more than the whole budget at once cannot be kept, whatever is evicted
+    assert _add(writer, _crops(40)) == 0 and writer.counts().dropped["budget"] == 40
+
+
+def test_a_chunk_that_goes_while_the_writer_evicts_is_not_counted(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    writer = CaptureWriter(tmp_path, 1.0, budget_bytes=2 * (SIZE * SIZE * 3 + 4096))
+    _add(writer, _crops(1))
+    first = writer.flush()
+    assert first is not None
+    listed = capture.chunk_files(tmp_path)
+
+    def listed_then_collected(directory: Path) -> list[Path]:  # the controller moves it after the listing
+        first.unlink()
+        return listed
+
+    monkeypatch.setattr(capture, "chunk_files", listed_then_collected)
+    _add(writer, _crops(3, seed=1))
+    assert writer.flush() is not None
+    counts = writer.counts()
+    assert counts.dropped["evicted"] == 0 and counts.errors == 0 and counts.samples == 4
 
 
 def test_more_waiting_than_the_backlog_holds_is_dropped(tmp_path: Path) -> None:

@@ -241,6 +241,11 @@ def test_parse_config_accepts_a_mapping() -> None:
             "cameras[0].name",
             ["reserved", "golden model"],
         ),
+        (
+            "cameras:\n  - {name: gate.onnx, source: {kind: synthetic}}\n",
+            "cameras[0].name",
+            ["reserved", "'.onnx'", "capturing camera"],
+        ),
         (MINIMAL + "edge_model: {input_size: 320}\n", "edge_model.input_size", ["synthetic", "<= 256"]),
         (MINIMAL + "edge_model: {family: shufflenet_v2}\n", "edge_model.family", ["shufflenet_v2_x0_5"]),
         (MINIMAL + "retraining_configs: everything\n", "retraining_configs", ["'default'", "list"]),

@@ -7,7 +7,9 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+import controller.reconcile.ingest as ingest
 from protocol.capture import CaptureWriter, chunk_files
 from protocol.model_input import to_model_input
 from protocol.spool import Spool
@@ -153,3 +155,39 @@ def test_nothing_dropped_says_nothing(tmp_path: Path, caplog) -> None:  # type: 
     with caplog.at_level("WARNING"):
         h.reconciler.label_open_window()
     assert not [r for r in caplog.records if "dropped" in r.getMessage()]
+
+
+def test_a_chunk_evicted_between_the_listing_and_the_reading_is_skipped(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    h = make_harness(tmp_path)
+    h.enter_window(0)
+    evicted = _capture(h, "cam0", [1.0, 2.0])
+    kept = _capture(h, "cam0", [3.0])
+    listing = ingest.chunk_files
+
+    def listed_then_evicted(directory: Path) -> list[Path]:
+        found = listing(directory)
+        evicted.unlink()  # its writer, over its budget, evicts the oldest chunk right after the listing
+        return found
+
+    monkeypatch.setattr(ingest, "chunk_files", listed_then_evicted)
+    h.reconciler.label_open_window()  # no exception
+    assert not kept.exists() and [len(p) for p in _spooled(h, "cam0", 0)] == [1]
+    assert not h.scope.layout.quarantine_dir("cam0").exists()
+    assert not h.scope.metrics.registry.get_sample_value("ekya_quarantined_files_total", {"camera": "cam0"})
+    assert h.state.cameras["cam0"].captured == 1
+
+
+def test_evicted_samples_are_exported_by_reason(tmp_path: Path) -> None:
+    h = make_harness(tmp_path)
+    h.enter_window(0)
+    directory = h.scope.config.capture_dir / "cam0"
+    first = _capture(h, "cam0", [1.0, 2.0])
+    writer = CaptureWriter(directory, 1.0, budget_bytes=first.stat().st_size + 1024)  # room for one chunk
+    writer.add(to_model_input(np.zeros((1, 4, 4, 3), np.uint8)), [0], arrival=h.state.t0 + 3.0, version=1)
+    writer.flush()  # evicts the first chunk
+    assert not first.exists()
+    h.reconciler.label_open_window()
+    sample = h.scope.metrics.registry.get_sample_value
+    assert sample("ekya_capture_dropped_total", {"camera": "cam0", "reason": "evicted"}) == 2
+    assert h.state.cameras["cam0"].captured == 1

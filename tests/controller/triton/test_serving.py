@@ -220,12 +220,14 @@ def test_config_rendering_for_both_backends():
         ModelSpec(name="cam1", instance_count=0)
 
 
-def test_capture_settings_render_as_ekya_onnx_parameters_only():
+def test_capture_settings_render_as_ekya_onnx_parameters_or_the_wrappers():
     capture = dict(capture_dir='/data/cap "x"', capture_rate=0.25, capture_budget_bytes=1000, capture_chunk_seconds=2.0)
     text = render_config(ModelSpec(name="cam1", **capture))
     assert '{ key: "capture_dir", value: { string_value: "/data/cap \\"x\\"" } }' in text
     assert '"capture_rate", value: { string_value: "0.25" }' in text and '"capture_budget_bytes"' in text
-    assert "capture" not in render_config(ModelSpec(name="cam1", backend="onnxruntime", **capture))
+    # the native onnxruntime backend cannot capture: the public model is the python wrapper that does
+    wrapper = render_config(ModelSpec(name="cam1", backend="onnxruntime", **capture))
+    assert 'backend: "python"' in wrapper and '"capture_rate", value: { string_value: "0.25" }' in wrapper
     assert "capture" not in render_config(ModelSpec(name="cam1"))  # off unless a directory is given
 
 
