@@ -37,6 +37,10 @@ class _TritonCommon(ConfigModel):
     # data.capture_dir as the Triton server sees it (a Triton in another container mounts it elsewhere);
     # default: the same path. Not resolved against the config file: it is a path on Triton's side.
     capture_dir: Annotated[str, Field(min_length=1)] | None = None
+    # How a camera model captures its samples: "backend", ekya_onnx does it itself; "wrapper", the camera's
+    # name is a Python (BLS) model that captures in front of "<camera>.onnx" (the only way with NVIDIA's
+    # native onnxruntime backend); "auto": the wrapper for onnxruntime, the backend for ekya_onnx.
+    capture_via: Literal["auto", "backend", "wrapper"] = "auto"
     admin_key: Any = Field(None, repr=False, exclude=True)  # never accepted: see _INLINE_KEY_MESSAGE
 
     @field_validator("admin_key", mode="before")
@@ -44,6 +48,13 @@ class _TritonCommon(ConfigModel):
     def _no_inline_key(cls, value: Any) -> Any:
         _reject_inline_key(value)
         return value  # only None gets here
+
+    @model_validator(mode="after")
+    def _capture_possible(self) -> _TritonCommon:
+        if self.capture_via == "backend" and self.resolved_backend == "onnxruntime":  # type: ignore[attr-defined]
+            raise LocatedError(("capture_via",), "the onnxruntime backend cannot capture samples itself; use "
+                                                 "`wrapper` (or `auto`)")
+        return self
 
 
 class TritonEmbedded(_TritonCommon):

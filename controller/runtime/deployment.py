@@ -249,7 +249,8 @@ class Deployment:
         # a chunk every few seconds; in short windows more often, so that few crops reach the controller
         # after their window closed (they are dropped then)
         chunk_seconds = max(0.5, min(SPOOL_CHUNK_SECONDS, config.window_seconds / 10))
-        return {"capture_dir": config.capture_dir_for_triton, "capture_rate": config.sampling_rate(name),
+        return {"capture_dir": config.capture_dir_for_triton, "capture_via": config.triton.capture_via,
+                "capture_rate": config.sampling_rate(name),
                 "capture_budget_bytes": config.capture_budget_bytes, "capture_chunk_seconds": chunk_seconds}
 
     def _ensure_models(self, publisher: Publisher) -> None:

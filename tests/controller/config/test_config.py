@@ -117,6 +117,19 @@ def test_docker_config_uses_an_external_triton_with_the_key_from_a_file() -> Non
     assert cfg.triton.admin_key_file == Path("/run/secrets/triton_admin_key")
     assert cfg.model_repository == Path("/models")
     assert cfg.metrics.address == "0.0.0.0"
+    # the container's camera models capture through the Python wrapper in front of the ONNX model
+    from controller.triton.spec import ModelSpec
+
+    spec = ModelSpec(name="cam0", backend=cfg.triton.resolved_backend, capture_dir=cfg.capture_dir_for_triton,
+                     capture_via=cfg.triton.capture_via, capture_rate=0.1)
+    assert spec.wrapped and cfg.capture_dir == Path("/capture")
+
+
+def test_the_onnxruntime_backend_cannot_capture_by_itself(tmp_path: Path) -> None:
+    error = errors_of(tmp_path, MINIMAL + "triton: {mode: embedded, backend: onnxruntime, capture_via: backend}\n")
+    assert "triton.capture_via" in str(error) and "wrapper" in str(error)
+    cfg = load_config(write(tmp_path, MINIMAL + "triton: {mode: embedded, capture_via: wrapper}\n"))
+    assert cfg.triton.capture_via == "wrapper" and cfg.triton.resolved_backend == "ekya_onnx"
 
 
 def test_minimal_config_is_a_few_lines_and_gets_sensible_defaults(tmp_path: Path) -> None:
