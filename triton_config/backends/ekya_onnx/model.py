@@ -101,32 +101,19 @@ class _OnnxRuntime:
         return responses
 
 
-def _resolve_identities(model):  # type: ignore[no-untyped-def]
-    """Point consumers of Identity(initializer) at the initializer itself: torch's exporter shares equal
-    weights that way, and onnx2torch looks weights up among the initializers by name."""
-    inits = {i.name for i in model.graph.initializer}
-    alias = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Identity" and n.input[0] in inits}
-    keep = [n for n in model.graph.node if not (n.op_type == "Identity" and n.output[0] in alias)]
-    for node in keep:
-        for i, name in enumerate(node.input):
-            if name in alias:
-                node.input[i] = alias[name]
-    del model.graph.node[:]
-    model.graph.node.extend(keep)
-    return model
-
-
 class _TorchRuntime:
     def __init__(self, path: str, device_id: int, gpu: bool) -> None:
         import onnx
         import torch
         from onnx2torch import convert
 
+        from common.onnx_graph import resolve_identities
+
         self.torch = torch
         if gpu and not torch.cuda.is_available():
             raise pb_utils.TritonModelException("a GPU instance, but torch sees no CUDA device")
         self.device = torch.device(f"cuda:{device_id}" if gpu else "cpu")
-        self.module = convert(_resolve_identities(onnx.load(path))).eval().to(self.device)
+        self.module = convert(resolve_identities(onnx.load(path))).eval().to(self.device)
 
     def run(self, requests: list, input_names: list[str], output_names: list[str], dtypes: list) -> list:
         torch = self.torch
