@@ -3,7 +3,8 @@
 OpenCV's MOG2 background subtractor on a shrunken copy of the frame (shadows it marks are not objects),
 an opening to drop speckle and a closing to join an object's parts, external contours to boxes (scaled
 back to the frame), the boxes below `min_area` dropped and the largest `max_objects` kept; then IoU
-tracking and crops at the edge model's input size.
+tracking and crops at the edge model's input size. A frame whose foreground covers more than
+`max_area_fraction` of it (the light changed, the camera moved) has no boxes while the background relearns.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class BackgroundDetector:
         _, mask = cv2.threshold(mask, FOREGROUND, 255, cv2.THRESH_BINARY)
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._open)
         mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, self._close)
+        if cv2.countNonZero(mask) > self.config.max_area_fraction * mask.size:
+            return np.zeros((0, 4), np.int64)
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         if not contours:
             return np.zeros((0, 4), np.int64)
@@ -84,7 +87,8 @@ class BackgroundDetector:
         boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, width)
         boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, height)
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        keep = np.flatnonzero(area >= self.config.min_area)
+        keep = np.flatnonzero((area >= self.config.min_area)
+                              & (area <= self.config.max_area_fraction * width * height))
         keep = keep[np.argsort(-area[keep], kind="stable")[: self.config.max_objects]]
         return boxes[np.sort(keep)]
 

@@ -20,6 +20,9 @@ class BackgroundDetectorConfig(SourceConfig):
     min_area: int = Field(150, ge=1)  # a box's least area, in the frame's own pixels
     merge_gap: float = Field(0.02, ge=0.0, le=0.5)  # boxes closer than this fraction of the width are one object
     max_objects: int = Field(32, ge=1, le=256)  # the largest boxes of a frame are kept
+    # foreground over this fraction of the frame is a lighting change or a shaken camera, not objects: that
+    # frame reports no boxes (tracks keep their last box); a single box larger than this is dropped too
+    max_area_fraction: float = Field(0.5, gt=0.0, le=1.0)
     padding: float = Field(0.1, ge=0.0, le=1.0)  # margin around a box, a fraction of its longer side
     iou_threshold: float = Field(0.3, gt=0.0, lt=1.0)  # a box continues a track above this overlap
     max_missed_frames: int = Field(5, ge=0, le=1000)  # a track unseen this long ends
