@@ -57,6 +57,8 @@ def read_streaming(source: Any, where: str, seconds: float, report: Report, prog
             health = source.health()
             if health.last_error and not health.up:
                 report.error(health.last_error)
+            if health.detector_error:
+                report.error(health.detector_error)
             if frame is not None:
                 times.append(frame.time)
                 crops += len(frame.crops)

@@ -9,6 +9,7 @@ directory. Its results go into its own directory (protocol/camera_results.py).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -86,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         settings = load_camera_settings(args.config, args.name)
         triton_url = triton_url_for(args.triton_url, settings)
         controller_url = controller_url_for(args.controller_url, settings)
-        frames = source_kind(settings.source.kind).open(settings.source, settings.context)
+        context = dataclasses.replace(settings.context, triton_url=triton_url)  # an ONNX detector is served there
+        frames = source_kind(settings.source.kind).open(settings.source, context)
     except (CameraSettingsError, EndpointError, SourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -37,6 +37,7 @@ def health_delta(now: SourceHealth, before: SourceHealth) -> dict[str, object]:
         "gap_seconds": round(now.gap_seconds - before.gap_seconds, 3),
         "missed_frames": max(0, now.missed_frames - before.missed_frames),
         "dropped_frames": now.dropped_frames - before.dropped_frames,
+        "detector_errors": now.detector_errors - before.detector_errors,
         "totals": now.to_dict(),
     }
 

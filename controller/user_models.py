@@ -12,11 +12,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.config import DeploymentConfig
-from trainer.user_models import OnnxClassifier, UserModelError, check_class_count, inspect_classifier
+from sources.detection.config import OnnxDetectorConfig
+from trainer.user_models import (
+    OnnxClassifier,
+    OnnxDetectorModel,
+    UserModelError,
+    check_class_count,
+    inspect_classifier,
+    inspect_detector,
+)
 
 log = logging.getLogger("controller")
 
@@ -27,6 +35,7 @@ __all__ = ["UserModelError", "UserModels", "check_user_models", "file_digest"]
 class UserModels:
     golden: OnnxClassifier | None  # the golden model's file, inspected (None: bootstrapped)
     edge_checkpoint: Path | None  # every camera's initial model (None: bootstrapped)
+    detectors: dict[str, OnnxDetectorModel] = field(default_factory=dict)  # camera -> its ONNX detector
 
 
 def file_digest(path: Path) -> str:
@@ -45,10 +54,16 @@ def check_user_models(config: DeploymentConfig, cache_dir: Path | None = None) -
         assert g.classes is not None  # (the config's validation)
         golden = inspect_classifier(Path(g.onnx), "golden_model.onnx", layout=g.input_layout, input_size=g.input_size)
         check_class_count(golden.classes, tuple(g.classes), f"golden_model.onnx {g.onnx}", "golden_model.classes")
+    detectors = {}
+    for index, camera in enumerate(config.cameras):
+        detector = getattr(camera.source, "detector", None)
+        if isinstance(detector, OnnxDetectorConfig):
+            detectors[camera.name] = inspect_detector(Path(detector.model), f"cameras[{index}].source.detector.model",
+                                                      input_size=detector.input_size)
     edge = None
     if config.edge_model.from_file is not None:
         edge = _edge_checkpoint(config, cache_dir or Path(config.data.dir) / "models")
-    return UserModels(golden, edge)
+    return UserModels(golden, edge, detectors)
 
 
 def _edge_checkpoint(config: DeploymentConfig, cache_dir: Path) -> Path:

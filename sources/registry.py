@@ -33,6 +33,7 @@ class SourceContext:
     window_seconds: float  # the deployment's window clock
     history_windows: int  # windows -history_windows..-1 are the bootstrap's history
     classes: tuple[str, ...] = CLASSES  # the deployment's class list: what labels name and index
+    triton_url: str | None = None  # the camera's Triton (gRPC host:port), for sources that call a model there
 
 
 class FrameSource(Protocol):

@@ -41,6 +41,8 @@ class SourceHealth:
     width: int = 0
     height: int = 0
     stream_fps: float | None = None  # the stream's own rate, when it says
+    detector_errors: int = 0  # frames the detector could not run on (an ONNX detector's Triton down, say)
+    detector_error: str | None = None  # the last such error
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

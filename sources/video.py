@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, model_validator
 
-from sources.detection.config import BackgroundDetectorConfig, DetectorConfig
+from sources.detection.config import BackgroundDetectorConfig, DetectorConfig, OnnxDetectorConfig
 from sources.fields import SourceConfig
 from sources.registry import SourceContext, SourceError, SourceKind, register_source_kind
 from sources.streaming import StreamingFrameSource
@@ -93,10 +93,18 @@ def _open(source: VideoSource, ctx: SourceContext) -> StreamingFrameSource:
         except Exception as exc:  # av's errors say what FFmpeg found
             raise SourceError(f"camera {ctx.camera!r}: {path} is not a video PyAV can read: {exc}") from None
         stream_fps = info.fps
-    return VideoReader(camera=ctx.camera, url=source.url, live=live, crop_size=ctx.crop_size,
-                       detector=source.detector, configured_fps=source.fps, loop=source.loop, options=options,
-                       open_timeout_s=source.open_timeout_s, read_timeout_s=source.read_timeout_s,
-                       max_backoff_s=source.max_backoff_s, stream_fps=stream_fps)
+    detector = source.detector
+    if isinstance(detector, OnnxDetectorConfig) and not ctx.triton_url and not Path(detector.model).is_file():
+        raise SourceError(f"camera {ctx.camera!r}: detector.model {detector.model}: file not found")
+    try:
+        return VideoReader(camera=ctx.camera, url=source.url, live=live, crop_size=ctx.crop_size,
+                           detector=detector, configured_fps=source.fps, loop=source.loop, options=options,
+                           open_timeout_s=source.open_timeout_s, read_timeout_s=source.read_timeout_s,
+                           max_backoff_s=source.max_backoff_s, stream_fps=stream_fps, triton_url=ctx.triton_url)
+    except Exception as exc:  # onnxruntime's errors for a detector file it cannot load
+        if not isinstance(detector, OnnxDetectorConfig):
+            raise
+        raise SourceError(f"camera {ctx.camera!r}: detector.model {detector.model}: cannot load it: {exc}") from None
 
 
 def _bootstrap_windows(source: VideoSource, ctx: SourceContext, windows: list[int],

@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sources.detection.background import BackgroundDetector
-from sources.detection.config import BackgroundDetectorConfig
+from sources.detection.config import BackgroundDetectorConfig, OnnxDetectorConfig
+from sources.detection.factory import make_detector
 from sources.streaming import LiveFrame, SourceHealth
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class VideoReader:
     url: str
     live: bool  # a stream (reconnected when it drops) rather than a file
     crop_size: int
-    detector: BackgroundDetectorConfig
+    detector: BackgroundDetectorConfig | OnnxDetectorConfig
     configured_fps: float | None = None
     loop: bool = False
     options: dict[str, str] = field(default_factory=dict)
@@ -88,6 +88,7 @@ class VideoReader:
     max_backoff_s: float = 30.0
     buffer_seconds: float = 2.0
     stream_fps: float | None = None  # the stream's own rate (probed, or read at connection)
+    triton_url: str | None = None  # where an ONNX detector is served (None: run in-process)
 
     def __post_init__(self) -> None:
         self._frames: queue.Queue[LiveFrame] = queue.Queue(maxsize=max(4, round(self.buffer_seconds * self.fps)))
@@ -100,7 +101,7 @@ class VideoReader:
         self._last_due: float | None = None
         self._thread: threading.Thread | None = None
         self._opening = False  # av.open is running (a timeout then means no answer at all)
-        self._detector = BackgroundDetector(self.detector, self.crop_size)
+        self._detector = make_detector(self.detector, self.crop_size, self.camera, self.triton_url)
 
     @property
     def fps(self) -> float:
@@ -124,12 +125,16 @@ class VideoReader:
             if self._down_since is not None:
                 h.gap_seconds += time.time() - self._down_since
             h.missed_frames = round(h.gap_seconds * self.fps)
-            return h
+        h.detector_errors = getattr(self._detector, "errors", 0)
+        h.detector_error = getattr(self._detector, "last_error", None)
+        return h
 
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)  # one blocked in FFmpeg (a daemon) is left to its timeout
+        if hasattr(self._detector, "close"):
+            self._detector.close()
 
     # -- the reading thread ---------------------------------------------------------------------
     def _run(self) -> None:

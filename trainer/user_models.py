@@ -81,6 +81,56 @@ def inspect_classifier(path: Path, what: str, *, layout: str = "nchw", input_siz
     return OnnxClassifier(path, tensor.name, tuple(dims[1:]), out.name, classes)
 
 
+@dataclass(frozen=True)
+class OnnxDetectorModel:
+    """What a detector ONNX file takes and gives, as full shapes (-1: a dimension the file leaves free)."""
+
+    path: Path
+    input_name: str
+    input_dims: tuple[int, ...]  # [1 or -1, 3, S, S]
+    output_name: str
+    output_dims: tuple[int, ...]
+
+
+def inspect_detector(path: Path, what: str, *, input_size: int) -> OnnxDetectorModel:
+    """Read and check an ONNX detector: its first input float32 [batch or 1, 3, S, S] with S = input_size
+    where the file fixes it, its first output float32. `what` names the config key."""
+    import onnx
+    from onnx import TensorProto
+
+    where = f"{what} {path}"
+    if not path.is_file():
+        raise UserModelError(f"{where}: file not found")
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as exc:  # onnx raises several unrelated types for files it cannot read
+        raise UserModelError(f"{where}: not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if not inputs or not model.graph.output:
+        raise UserModelError(f"{where}: expected an image input and an output")
+    tensor, out = inputs[0], model.graph.output[0]
+    for kind, value in (("input", tensor), ("output", out)):
+        if value.type.tensor_type.elem_type != TensorProto.FLOAT:
+            raise UserModelError(f"{where}: its {kind} {value.name!r} is "
+                                 f"{TensorProto.DataType.Name(value.type.tensor_type.elem_type)}, expected FLOAT")
+    dims = _dims(tensor)
+    want = [3, input_size, input_size]
+    if len(dims) != 4 or any(d is not None and d != w for d, w in zip(dims[1:], want)):
+        raise UserModelError(f"{where}: input {tensor.name!r} has shape {_shape(dims)}; an image detector with "
+                             f"the config's input_size {input_size} needs [1, 3, {input_size}, {input_size}]")
+    if dims[0] not in (None, 1):
+        raise UserModelError(f"{where}: input {tensor.name!r} has a fixed batch of {dims[0]}; the camera sends "
+                             "one frame a call (export it with batch 1 or a dynamic batch)")
+    out_dims = _dims(out)
+    if not 2 <= len(out_dims) <= 3:
+        raise UserModelError(f"{where}: output {out.name!r} has shape {_shape(out_dims)}, expected one frame's "
+                             "detections ([N, 6], [1, N, 6], or a YOLO head's [1, 4+C, N])")
+    return OnnxDetectorModel(path, tensor.name, (-1 if dims[0] is None else 1, *want), out.name,
+                             tuple(-1 if d is None else d for d in out_dims))
+
+
 def _shape(dims: list[int | None]) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
+from sources.detection.config import DETECTOR_SUFFIX, OnnxDetectorConfig, detector_model_name
 from sources.registry import on_source_kinds_changed
 
 from .fields import ConfigModel, Fraction
@@ -20,6 +21,7 @@ CAMERA_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 RESERVED_CAMERA_NAMES = frozenset({"golden"})  # the golden model is served under this Triton name
 # "<camera>.onnx" is the ONNX model behind a camera whose capture wraps it (controller/triton/spec.py)
 RESERVED_CAMERA_SUFFIX = ".onnx"
+MODEL_NAME_MAX = 63
 
 
 class CameraConfig(ConfigModel):
@@ -44,7 +46,22 @@ class CameraConfig(ConfigModel):
                 "camera's model",
                 {"name": name, "suffix": RESERVED_CAMERA_SUFFIX},
             )
+        if name.endswith(DETECTOR_SUFFIX):
+            raise PydanticCustomError(
+                "reserved_name",
+                "the name '{name}' ends in '{suffix}', which is reserved for a camera's ONNX detector model",
+                {"name": name, "suffix": DETECTOR_SUFFIX},
+            )
         return name
+
+    @model_validator(mode="after")
+    def _detector_name_fits(self) -> CameraConfig:
+        detector = getattr(self.source, "detector", None)
+        if isinstance(detector, OnnxDetectorConfig) and len(detector_model_name(self.name)) > MODEL_NAME_MAX:
+            raise ValueError(f"camera {self.name!r}: with an ONNX detector (served as "
+                             f"{detector_model_name(self.name)!r}) the name may have at most "
+                             f"{MODEL_NAME_MAX - len(DETECTOR_SUFFIX)} characters")
+        return self
 
 
 def _rebuild_source_union() -> None:

@@ -39,6 +39,7 @@ from controller.triton.serving import ServingManager
 from controller.triton.spec import ModelSpec
 from controller.user_models import UserModels, check_user_models, file_digest
 from protocol.spool import SPOOL_CHUNK_SECONDS
+from sources.detection.config import detector_model_name
 
 log = logging.getLogger("controller")
 
@@ -283,9 +284,41 @@ class Deployment:
             publisher.serve(name, edge_models[name])
         changed = [name for name in self.config.camera_names if name not in missing
                    and serving.ensure_spec_fields(name, self.config_owned_fields(name))]
-        serving.ensure_loaded([*self.config.camera_names, GOLDEN_MODEL], reload=changed)
+        detectors = self._ensure_detectors()
+        serving.ensure_loaded([*self.config.camera_names, GOLDEN_MODEL, *detectors], reload=changed)
         for name in self.config.camera_names:
             state.cameras[name].instances = serving.instance_count(name)
+
+    def detector_spec(self, camera: str) -> ModelSpec:
+        """A camera's ONNX detector as Triton serves it: as given (its tensors, one frame a call, no
+        batching by Triton, no capture), on the camera models' backend and device."""
+        found = self.user_models.detectors[camera]
+        gpu_devices = tuple(self.config.resources.device_indices) if self.gpu else ()
+        return ModelSpec(name=detector_model_name(camera), input_name=found.input_name, input_dims=found.input_dims,
+                         output_name=found.output_name, output_dims=found.output_dims, max_batch_size=0,
+                         dynamic_batching=False, instance_kind="KIND_GPU" if self.gpu else "KIND_CPU",
+                         gpus=gpu_devices[:1], backend=self.config.triton.resolved_backend)
+
+    def _ensure_detectors(self) -> list[str]:
+        """Serve each camera's ONNX detector (`<camera>.detector`), published again when its file or its
+        spec changed; the Triton models to load."""
+        serving = self.serving
+        assert serving is not None
+        repository = serving.manager.repository
+        names = []
+        for camera, found in self.user_models.detectors.items():
+            spec = self.detector_spec(camera)
+            names.append(spec.name)
+            current = (serving.has_versions(spec.name) and repository.read_spec(spec.name) == spec
+                       and file_digest(repository.model_dir(spec.name) / str(repository.latest_version(spec.name))
+                                       / "model.onnx") == file_digest(found.path))
+            if current:
+                continue
+            serving.ensure_model(spec)
+            with serving.changes:
+                serving.manager.publish(spec.name, found.path)
+            log.info("%s: serving the detector %s as %s", camera, found.path, spec.name)
+        return names
 
     def _golden_current(self) -> bool:
         """Whether the repository's golden model is the one the config asks for: served with the wanted

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Triton model names become directory names and URL path parts: keep them boring.
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -48,10 +48,12 @@ class ModelSpec(BaseModel):
 
     name: str
     input_name: str = "input"
-    input_dims: tuple[int, ...] = (3, 64, 64)  # without the batch dimension
+    input_dims: tuple[int, ...] = (3, 64, 64)  # without the batch dimension (with it: max_batch_size 0)
     output_name: str = "logits"
     output_dims: tuple[int, ...] = (6,)
-    max_batch_size: int = Field(64, ge=1)
+    # 0: the model does its own batching (a detector exported for one frame): dims are full shapes, -1 for
+    # a dimension the model leaves free, and Triton does not batch
+    max_batch_size: int = Field(64, ge=0)
     dynamic_batching: bool = True
     max_queue_delay_us: int = Field(500, ge=0)
     # Shedding (dynamic batching only): at most this many requests wait in the model's queue, and one
@@ -87,9 +89,15 @@ class ModelSpec(BaseModel):
     @field_validator("input_dims", "output_dims")
     @classmethod
     def _dims(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if not value or any(d <= 0 for d in value):
-            raise ValueError(f"dimensions must be positive, got {value}")
+        if not value or any(d <= 0 and d != -1 for d in value):
+            raise ValueError(f"dimensions must be positive (or -1: free), got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _batching(self) -> ModelSpec:
+        if self.max_batch_size == 0 and self.dynamic_batching:
+            raise ValueError(f"{self.name}: max_batch_size 0 (no batching by Triton) with dynamic_batching on")
+        return self
 
     @property
     def wrapped(self) -> bool:

@@ -54,6 +54,7 @@ def validate_onnx(
 
     graph_inputs = {i.name: i for i in model.graph.input}
     graph_outputs = {o.name: o for o in model.graph.output}
+    batched = spec.max_batch_size > 0
     for kind, name, want, table in (
         ("input", spec.input_name, spec.input_dims, graph_inputs),
         ("output", spec.output_name, spec.output_dims, graph_outputs),
@@ -61,19 +62,28 @@ def validate_onnx(
         if name not in table:
             raise InvalidModelError(f"model has no {kind} named {name!r} (it has {sorted(table)})")
         dims = _static_dims(table[name])
+        if not batched:  # full shapes; -1 in the spec: any size
+            if len(dims) != len(want) or any(d is not None and w != -1 and d != w for d, w in zip(dims, want)):
+                raise InvalidModelError(f"{kind} {name!r} has shape {dims}, the spec expects {list(want)}")
+            continue
         if len(dims) != len(want) + 1 or any(d is not None and d != w for d, w in zip(dims[1:], want)):
             raise InvalidModelError(f"{kind} {name!r} has shape {dims}, the spec expects [batch, {', '.join(map(str, want))}]")
         if dims[0] is not None and dims[0] != 0:
             raise InvalidModelError(f"{kind} {name!r} has a fixed batch dimension {dims[0]}; export it dynamic")
 
     if probe is None:
-        probe = np.random.default_rng(0).random((2, *spec.input_dims), dtype=np.float32)
+        shape = (2, *spec.input_dims) if batched else tuple(1 if d == -1 else d for d in spec.input_dims)
+        probe = np.random.default_rng(0).random(shape, dtype=np.float32)
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         (output,) = session.run([spec.output_name], {spec.input_name: probe.astype(np.float32)})
     except Exception as exc:
         raise InvalidModelError(f"onnxruntime cannot run {path.name}: {exc}") from exc
-    if output.shape != (probe.shape[0], *spec.output_dims):
+    if not batched:
+        if output.ndim != len(spec.output_dims) or any(w != -1 and d != w for d, w in zip(output.shape, spec.output_dims)):
+            raise InvalidModelError(f"output shape {output.shape} on a probe of shape {probe.shape}, expected "
+                                    f"{list(spec.output_dims)}")
+    elif output.shape != (probe.shape[0], *spec.output_dims):
         raise InvalidModelError(f"output shape {output.shape} on a probe of {probe.shape[0]}, expected "
                                 f"{(probe.shape[0], *spec.output_dims)}")
     if not np.all(np.isfinite(output)):

@@ -146,3 +146,30 @@ def test_golden_models_that_do_not_fit_are_refused_at_start_up(tmp_path: Path, c
         parse_config(golden_config(tmp_path, onnx, class_map={"boat": "car"}))
     with pytest.raises(ConfigError, match=r"golden_model.class_map.sedan: 'van' is not a deployment class"):
         parse_config(golden_config(tmp_path, onnx, class_map={"sedan": "van"}))
+
+
+def test_a_detector_that_does_not_fit_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    """A camera's ONNX detector is checked with the other model files: missing, or not an image model."""
+    from onnx import TensorProto, helper, save
+
+    def video_config(model: Path, camera: str = "gate") -> dict:
+        return {"cameras": [{"name": camera, "source": {"kind": "video", "url": str(tmp_path / "a.mp4"),
+                                                        "detector": {"kind": "onnx", "model": str(model),
+                                                                     "input_size": 64}}}],
+                "data": {"dir": str(tmp_path / "data")}}
+
+    config = parse_config(video_config(tmp_path / "gone.onnx"))
+    with pytest.raises(UserModelError, match=rf"cameras\[0\].source.detector.model {tmp_path / 'gone.onnx'}: file not found"):
+        Deployment(config).start()
+    assert not (tmp_path / "data" / "triton").exists()  # nothing was started
+    flat = tmp_path / "flat.onnx"
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "flat",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(flat))
+    with pytest.raises(UserModelError, match=r"flat.onnx: input 'x' has shape \[1, 64\]; an image detector .* "
+                                             r"needs \[1, 3, 64, 64\]"):
+        check_user_models(parse_config(video_config(flat)))
+    # the detector is served as "<camera>.detector": no camera may be named so
+    with pytest.raises(ConfigError, match="reserved for a camera's ONNX detector"):
+        parse_config(video_config(flat, camera="gate.detector"))

@@ -2,9 +2,10 @@
 exports itself (its own tensor names, input size and normalisation, classes mapped many-to-one onto the
 deployment's, one left unmapped), and the initial edge model is a state dict file: nothing is bootstrapped.
 One video camera (`ekya camera`): a real H.264 MP4 the test encodes, played in real time, objects found by
-the default detector, streams two short windows through the embedded Triton.
+the user's ONNX detector (one the test builds: it knows the scene's background), which the controller
+serves on the same Triton and the camera calls over gRPC; two short windows through the embedded Triton.
 
-Asserts: samples were captured where they were served, the window's training data carries exactly the
+Asserts: the detector was served and answered every frame, samples were captured where they were served, the window's training data carries exactly the
 labels that golden model gives its crops (computed here with onnxruntime and the class map), and a model
 retrained on them was published.
 """
@@ -27,6 +28,7 @@ from controller.layout import DataLayout
 from controller.service import run_controller
 from controller.state import ControllerState
 from controller.triton.server import free_port
+from protocol.camera_results import CameraResults
 from tests.triton_helpers import embedded_triton_section
 
 WINDOW_S = 15
@@ -34,7 +36,9 @@ SIZE = 32
 GOLDEN_CLASSES = ["pedestrian", "auto", "lorry", "coach", "cycle", "motorbike"]
 CLASS_MAP = {"pedestrian": "person", "auto": "car", "lorry": "truck", "coach": "truck", "cycle": "bicycle"}
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-VIDEO = {"kind": "video", "url": "scene.mp4", "fps": 8, "loop": True}
+DETECTOR_SIZE = 128
+VIDEO = {"kind": "video", "url": "scene.mp4", "fps": 8, "loop": True,
+         "detector": {"kind": "onnx", "model": "detector.onnx", "input_size": DETECTOR_SIZE}}
 
 
 class TinyGolden(nn.Module):
@@ -71,12 +75,16 @@ def _golden_onnx(path: Path) -> Path:
 
 @pytest.mark.slow
 def test_user_golden_and_edge_models_end_to_end(tmp_path: Path):
+    from tests.sources.detector_helpers import lane_bands, lane_detector_onnx, letterboxed_background
     from tests.sources.video_helpers import scene_video
     from trainer.models import build_model
     from trainer.streams.scene import SceneSpec
 
     # 320x240, three objects crossing, 6 s looped: the detector's crops are what the golden model labels
-    scene_video(tmp_path / "scene.mp4", SceneSpec(fps=8, seconds=6, objects=3, object_size=40, seed=3))
+    scene = SceneSpec(fps=8, seconds=6, objects=3, object_size=40, seed=3)
+    frames = scene_video(tmp_path / "scene.mp4", scene)
+    background = letterboxed_background([f.image for f in frames], DETECTOR_SIZE)
+    lane_detector_onnx(tmp_path / "detector.onnx", background, lane_bands(scene.width, scene.height, 3, DETECTOR_SIZE))
     torch.save(build_model("resnet18", 64, SIZE, seed=7).state_dict(), tmp_path / "edge.pt")
     raw = {
         "cameras": [{"name": "cam0", "source": VIDEO}],
@@ -118,6 +126,12 @@ def test_user_golden_and_edge_models_end_to_end(tmp_path: Path):
         subprocess.run(["pkill", "-f", str(tmp_path / "data" / "triton")], check=False)
 
     assert not (tmp_path / "data" / "models" / "manifest.json").exists(), "nothing is bootstrapped"
+    # the detector was served as cam0.detector and answered every frame the camera read
+    served = config.model_repository / "cam0.detector" / "1" / "model.onnx"
+    assert served.read_bytes() == (tmp_path / "detector.onnx").read_bytes()
+    window0 = CameraResults(tmp_path / "results").read_window(0)
+    assert window0 is not None, (tmp_path / "cam0.log").read_text()[-3000:]
+    assert window0["source"]["frames"] > 50 and window0["source"]["detector_errors"] == 0, window0["source"]
     state = ControllerState.load(layout.state_file)
     assert state is not None and state.closed == 1
     record = state.cameras["cam0"]

@@ -99,9 +99,13 @@ def test_config_resolves_files_and_keeps_stream_urls(tmp_path: Path) -> None:
         assert VideoSource.model_validate({"kind": "video", "url": url}, context=ctx).url == url
     source = video_source("/x.mp4", detector={"min_area": 50})  # the detector's kind may be left out
     assert source.detector.kind == "background" and source.detector.min_area == 50
+    onnx = VideoSource.model_validate({"kind": "video", "url": "a.mp4", "detector": {"kind": "onnx", "model": "det.onnx"}},
+                                      context=ctx)
+    assert onnx.detector.kind == "onnx" and onnx.detector.model == tmp_path / "det.onnx"  # beside the config
     bad = [({"url": "ftp://host/a.mp4"}, "unsupported URL scheme 'ftp'"),
            ({"url": "rtsp://cam/1", "loop": True}, "`loop` applies to video files"),
-           ({"url": "/x.mp4", "detector": {"kind": "onnx", "model": "det.onnx"}}, "not yet supported"),
+           ({"url": "/x.mp4", "detector": {"kind": "onnx"}}, "detector.onnx.model"),
+           ({"url": "/x.mp4", "detector": {"kind": "onnx", "model": "d.onnx", "output_layout": "ssd"}}, "yolov5"),
            ({"url": "/x.mp4", "detector": {"min_aera": 5}}, "min_aera"),
            ({"url": "/x.mp4", "fps": 0}, "greater than 0")]
     for extra, message in bad:

@@ -1,0 +1,169 @@
+"""The user's own ONNX detector: its output layouts parsed (thresholds, class filter, NMS), letterboxed
+boxes mapped back to the frame, a real H.264 video through a real ONNX detector in-process (what
+`ekya check-source` runs) and served by a real Triton (what the camera calls), Triton going away (frames
+without crops, counted, the stream still up), and the start-up refusals of a detector file that does
+not fit."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from controller.triton.spec import ModelSpec
+from sources import SourceContext, source_kind
+from sources.detection.config import OnnxDetectorConfig, detector_model_name
+from sources.detection.onnx_detector import letterbox, parse_output, to_frame
+from sources.detection.tracker import iou_matrix
+from sources.video import VideoSource
+from tests.sources.detector_helpers import lane_bands, lane_detector_onnx, letterboxed_background
+from tests.sources.video_helpers import scene_video
+from tests.triton_helpers import running_server
+from trainer.streams.scene import SceneSpec
+from trainer.user_models import UserModelError, inspect_detector
+
+SIZE = 128  # the detector's input
+SCENE = SceneSpec(width=320, height=240, fps=10, seconds=3, objects=3, object_size=40, seed=1)
+
+
+def _config(layout: str, **extra: object) -> OnnxDetectorConfig:
+    return OnnxDetectorConfig.model_validate({"kind": "onnx", "model": "/d.onnx", "output_layout": layout,
+                                              "score_threshold": 0.5, **extra})
+
+
+def test_the_xyxy_layout_thresholds_and_filters_classes() -> None:
+    rows = np.array([[10, 10, 50, 50, 0.9, 2], [60, 60, 90, 90, 0.3, 2], [5, 5, 20, 20, 0.8, 7]], np.float32)
+    for output in (rows, rows[None]):  # [N,6] and [1,N,6]
+        found = parse_output(output, _config("xyxy_score_class"))
+        assert found.boxes.tolist() == [[10, 10, 50, 50], [5, 5, 20, 20]] and found.classes.tolist() == [2, 7]
+    only = parse_output(rows, _config("xyxy_score_class", classes=[7]))
+    assert only.classes.tolist() == [7]
+    with pytest.raises(ValueError, match="6"):
+        parse_output(np.zeros((3, 5), np.float32), _config("xyxy_score_class"))
+
+
+def test_the_yolo_layouts_decode_centres_and_suppress_duplicates() -> None:
+    # YOLOv8: [1, 4+C, N], two classes; candidates 0 and 1 are one object (IoU 0.8), 2 is another, 3 is weak
+    cands = np.array([[50, 50, 20, 20, 0.9, 0.1], [51, 50, 20, 20, 0.7, 0.1], [150, 80, 30, 10, 0.1, 0.8],
+                      [10, 10, 5, 5, 0.2, 0.3]] + [[200, 200, 5, 5, 0.01, 0.02]] * 6, np.float32)
+    v8 = cands.T[None]  # more candidates than values per candidate, as in every real head (8400 x 84)
+    found = parse_output(v8, _config("yolo"))
+    order = np.argsort(found.boxes[:, 0])
+    assert found.boxes[order].tolist() == [[40, 40, 60, 60], [135, 75, 165, 85]]
+    assert found.classes[order].tolist() == [0, 1] and np.allclose(found.scores[order], [0.9, 0.8])
+    assert len(parse_output(cands[None], _config("yolo")).boxes) == 2  # [1, N, 4+C] too
+    # YOLOv5: [1, N, 5+C], the score is objectness x class score
+    v5 = np.array([[[50, 50, 20, 20, 0.9, 0.9, 0.1], [150, 80, 30, 10, 0.4, 0.1, 0.9]]], np.float32)
+    found = parse_output(v5, _config("yolov5"))
+    assert found.boxes.tolist() == [[40, 40, 60, 60]] and np.allclose(found.scores, [0.81])
+
+
+def test_letterboxed_boxes_map_back_to_the_frame() -> None:
+    frame = np.zeros((200, 300, 3), np.uint8)
+    frame[50:100, 60:180] = 255
+    tensor, fit = letterbox(frame, 64)
+    assert tensor.shape == (1, 3, 64, 64) and tensor.dtype == np.float32 and tensor.max() <= 1.0
+    white = np.argwhere(tensor[0, 0] > 0.9)
+    (y0, x0), (y1, x1) = white.min(axis=0), white.max(axis=0) + 1
+    back = to_frame(np.array([[x0, y0, x1, y1]], np.float64), fit, 300, 200)[0]
+    assert np.abs(back - [60, 50, 180, 100]).max() <= 5  # one input pixel is ~4.7 frame pixels here
+    assert (tensor[0, :, 0, 0] == np.float32(114 / 255)).all()  # padding above the picture
+
+
+def _recall(frames: list, truth: list) -> float:
+    found = total = 0
+    for frame, true in zip(frames, truth):
+        iou = iou_matrix(true.boxes, frame.boxes)
+        for row in iou:
+            total += 1
+            found += bool(len(row) and row.max() >= 0.6)
+    return found / total
+
+
+def _read(reader, timeout_s: float) -> list:
+    reader.start()
+    frames, deadline = [], time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and not reader.health().ended:
+            frame = reader.next_frame(0.2)
+            if frame is not None:
+                frames.append(frame)
+    finally:
+        reader.close()
+    return frames
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list]:
+    """The scene as a real H.264 file, and the test's detector for it (it knows the background)."""
+    root = tmp_path_factory.mktemp("onnx-detector")
+    truth = scene_video(root / "scene.mp4", SCENE)
+    background = letterboxed_background([f.image for f in truth], SIZE)
+    detector = lane_detector_onnx(root / "lanes.onnx", background, lane_bands(SCENE.width, SCENE.height, 3, SIZE))
+    return root / "scene.mp4", detector, truth
+
+
+def _source(video: Path, detector: Path) -> VideoSource:
+    return VideoSource.model_validate({"kind": "video", "url": str(video), "detector": {
+        "kind": "onnx", "model": str(detector), "input_size": SIZE, "score_threshold": 0.5}})
+
+
+@pytest.mark.slow
+def test_a_real_video_through_the_detector_in_process(scene) -> None:
+    video, detector, truth = scene
+    ctx = SourceContext(camera="gate", crop_size=16, window_seconds=10.0, history_windows=1)  # no Triton URL
+    frames = _read(source_kind("video").open(_source(video, detector), ctx), SCENE.seconds + 10)
+    assert len(frames) == SCENE.frames
+    assert _recall(frames, truth) >= 0.9
+    assert all(f.crops.shape[1:] == (16, 16, 3) for f in frames)
+
+
+@pytest.mark.slow
+def test_the_detector_served_by_triton_and_triton_going_away(scene, tmp_path: Path, triton_runtime) -> None:
+    video, detector, truth = scene
+    found = inspect_detector(detector, "detector.model", input_size=SIZE)
+    assert found.input_dims == (1, 3, SIZE, SIZE) and found.output_dims == (3, 6)
+    name = detector_model_name("gate")
+    spec = ModelSpec(name=name, input_name=found.input_name, input_dims=found.input_dims,
+                     output_name=found.output_name, output_dims=found.output_dims, max_batch_size=0,
+                     dynamic_batching=False)
+    with running_server(tmp_path / "repo", tmp_path / "work", triton_runtime) as (server, client, manager):
+        manager.deploy(spec, detector)  # validated (full shapes, no batch) and loaded, as the controller does
+        ctx = SourceContext(camera="gate", crop_size=16, window_seconds=10.0, history_windows=1,
+                            triton_url=server.info.grpc_url)
+        reader = source_kind("video").open(_source(video, detector), ctx)
+        frames = _read(reader, SCENE.seconds + 10)
+        assert len(frames) == SCENE.frames and _recall(frames, truth) >= 0.9
+        assert reader.health().detector_errors == 0
+        url = server.info.grpc_url
+    # Triton gone: every frame still comes, without crops; the errors are counted, the stream is not down
+    ctx = SourceContext(camera="gate", crop_size=16, window_seconds=10.0, history_windows=1, triton_url=url)
+    short = VideoSource.model_validate({**_source(video, detector).model_dump(), "fps": 10})
+    reader = source_kind("video").open(short, ctx)
+    frames = _read(reader, SCENE.seconds + 10)
+    health = reader.health()
+    assert len(frames) == SCENE.frames and all(len(f.crops) == 0 for f in frames)
+    assert health.detector_errors == SCENE.frames and name in (health.detector_error or "")
+
+
+def test_detector_files_that_do_not_fit_are_refused_naming_the_file(scene, tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    _, detector, _ = scene
+    with pytest.raises(UserModelError, match=f"{tmp_path / 'missing.onnx'}: file not found"):
+        inspect_detector(tmp_path / "missing.onnx", "detector.model", input_size=SIZE)
+    (tmp_path / "junk.onnx").write_bytes(b"not onnx")
+    with pytest.raises(UserModelError, match="not a readable ONNX model"):
+        inspect_detector(tmp_path / "junk.onnx", "detector.model", input_size=SIZE)
+    with pytest.raises(UserModelError, match=rf"input 'images' has shape \[1, 3, {SIZE}, {SIZE}\]; .* input_size 64"):
+        inspect_detector(detector, "detector.model", input_size=64)
+    flat = tmp_path / "flat.onnx"  # not an image model: a vector in
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "flat",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(flat))
+    with pytest.raises(UserModelError, match=rf"{flat}: input 'x' has shape \[1, 10\]; an image detector"):
+        inspect_detector(flat, "detector.model", input_size=SIZE)
