@@ -201,7 +201,14 @@ class VideoReader:
         import av
 
         self._opening = True
-        container = av.open(self.url, options=dict(self.options), timeout=(self.open_timeout_s, self.read_timeout_s))
+        options = dict(self.options)
+        timeout: tuple[float | None, float] = (self.open_timeout_s, self.read_timeout_s)
+        if options.get("rtsp_flags") == "listen":
+            # the camera is the RTSP server an encoder pushes to: FFmpeg waits for it `listen_timeout`
+            # seconds (without one it fails at once), and an open timeout of PyAV's would cut that wait
+            options.setdefault("listen_timeout", str(max(1, round(self.open_timeout_s))))
+            timeout = (None, self.read_timeout_s)
+        container = av.open(self.url, options=options, timeout=timeout)
         self._opening = False
         if not container.streams.video:
             container.close()
