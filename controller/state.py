@@ -43,7 +43,8 @@ class JobRecord(BaseModel):
     started_at: float
     predicted_accuracy: float | None = None
     predicted_seconds: float | None = None  # the micro-profiler's GPU-seconds, before the planner's cost scale
-    cost_scale: float = 1.0  # what the plan multiplied predicted_seconds by (PredictionLedger.cost_scale)
+    cost_scale: float = 1.0  # the plan's cost = cost_overhead + cost_scale x predicted_seconds (the ledger's)
+    cost_overhead: float = 0.0
 
 
 class PendingPublish(BaseModel):

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from statistics import median
 
+import numpy as np
+
 from .curves import LearningCurve, extrapolation_point, fit_learning_curve
 from .profiles import RetrainOption, ThroughputCurve
 
@@ -158,6 +160,25 @@ class Outcome:
     actual_gpu_seconds: float
 
 
+@dataclass(frozen=True)
+class CostCorrection:
+    """What the planner adds to a micro-profiled cost (GPU-seconds at one whole GPU): a fixed overhead per
+    job and a factor on the rest (PredictionLedger.cost_correction)."""
+
+    overhead: float = 0.0
+    scale: float = 1.0
+
+    def apply(self, predicted: float) -> float:
+        return self.overhead + self.scale * predicted
+
+    def undo(self, corrected: float) -> float:
+        return max(0.0, corrected - self.overhead) / self.scale
+
+    @property
+    def identity(self) -> bool:
+        return self.overhead == 0.0 and self.scale == 1.0
+
+
 @dataclass
 class PredictionLedger:
     """Predicted vs actual accuracy and cost of retraining jobs, as results come back."""
@@ -170,18 +191,32 @@ class PredictionLedger:
         self.records.append(outcome)
         del self.records[:-self.keep]
 
-    def cost_scale(self, recent: int = 20, min_records: int = 3, bounds: tuple[float, float] = (0.5, 10.0)
-                   ) -> float:
-        """How much more (or less) the recent jobs cost than micro-profiled: the median actual / predicted
-        GPU-seconds of the last `recent` jobs, within `bounds`; 1.0 until `min_records` have come back.
-        A micro-profile times a few epochs on a sample in the controller, not what a job pays besides
-        (its features over all its crops, a validation pass per epoch, checkpoints, contention), so the
-        planner scales predicted costs by this to plan on the durations jobs actually take."""
-        ratios = [r.actual_gpu_seconds / r.predicted_gpu_seconds for r in self.records
-                  if r.predicted_gpu_seconds > 0 and r.actual_gpu_seconds > 0][-recent:]
-        if len(ratios) < min_records:
-            return 1.0
-        return min(max(median(ratios), bounds[0]), bounds[1])
+    def cost_correction(self, recent: int = 20, min_records: int = 3,
+                        scale_bounds: tuple[float, float] = (0.5, 10.0)) -> CostCorrection:
+        """How the recent jobs' actual GPU-seconds relate to their micro-profiled ones: actual = overhead +
+        scale x predicted, fitted over the last `recent` jobs (no correction until `min_records` came back).
+
+        A micro-profile times a few epochs on a sample in the controller, not what a job pays besides: a
+        fixed part per job (loading its data and model, the backbone features of all its crops, a
+        validation pass per epoch, checkpoints), which dominates a head-only job, and a proportional part
+        (contention, a busier machine). One factor for both would make a cheap job's overhead inflate every
+        costly job's prediction, so the two are fitted apart: Theil-Sen (robust to an odd job) where the
+        predictions span a range, else the median ratio alone. The scale stays within `scale_bounds`; the
+        overhead is at least 0 and at most the jobs' median cost."""
+        pairs = [(r.predicted_gpu_seconds, r.actual_gpu_seconds) for r in self.records
+                 if r.predicted_gpu_seconds > 0 and r.actual_gpu_seconds > 0][-recent:]
+        if len(pairs) < min_records:
+            return CostCorrection()
+        x = np.array([p for p, _ in pairs])
+        y = np.array([a for _, a in pairs])
+        low, high = scale_bounds
+        if x.max() < 2.0 * x.min():  # too narrow a range to tell a fixed cost from a factor
+            return CostCorrection(0.0, float(np.clip(np.median(y / x), low, high)))
+        from scipy.stats import theilslopes
+
+        slope = float(np.clip(theilslopes(y, x)[0], low, high))
+        overhead = float(np.clip(np.median(y - slope * x), 0.0, np.median(y)))
+        return CostCorrection(overhead, slope)
 
     def median_abs_accuracy_error(self) -> float | None:
         errs = [abs(r.predicted_accuracy - r.actual_accuracy) for r in self.records]

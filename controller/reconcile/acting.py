@@ -103,8 +103,8 @@ class PlanApplier:
             base_checkpoint=Path(cam.serving_checkpoint or ""),
             data=train, validation=test, share=share, device=device,
             predicted_accuracy=option.end_accuracy if option else None,
-            predicted_seconds=option.gpu_seconds / context.cost_scale if option else None,
-            cost_scale=context.cost_scale)
+            predicted_seconds=context.cost.undo(option.gpu_seconds) if option else None,
+            cost_scale=context.cost.scale, cost_overhead=context.cost.overhead)
         scope.state.jobs[job_id] = record
         context.started_jobs.add(name)
         scope.metrics.set_retraining_config(name, config_name, config.model_dump())

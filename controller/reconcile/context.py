@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.planner import Plan, Problem, RetrainOption
+from controller.planner.microprofile import CostCorrection
 from controller.reconcile.ports import ProfiledOptions
 
 
@@ -32,7 +33,7 @@ class WindowContext:
     started_jobs: set[str] = field(default_factory=set)
     redistributed: set[str] = field(default_factory=set)  # finished cameras whose share was handed on
     trials: dict[str, Trial] = field(default_factory=dict)
-    cost_scale: float = 1.0  # predicted job costs were multiplied by this for the plan (the ledger's)
+    cost: CostCorrection = field(default_factory=CostCorrection)  # applied to predicted job costs (the ledger's)
 
     def job_pending(self, camera: str) -> bool:
         """The plan still means to start a retraining job for this camera."""

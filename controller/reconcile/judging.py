@@ -81,9 +81,10 @@ class JobJudge:
                              img_per_s=result.img_per_s, startup_seconds=item.startup_seconds)
         if record.predicted_seconds and result.status == "ok":
             # The planner's wall time for the job at its share (its throughput curve), against the worker's own.
-            outcome.planned_train_seconds = round(throughput_time(record.predicted_seconds * record.cost_scale,
-                                                                  record.share, scope.throughput), 2)
+            planned = record.cost_overhead + record.predicted_seconds * record.cost_scale
+            outcome.planned_train_seconds = round(throughput_time(planned, record.share, scope.throughput), 2)
             outcome.cost_scale = round(record.cost_scale, 3)
+            outcome.cost_overhead = round(record.cost_overhead, 3)
         scope.events.job_ended(name, window, outcome)
         if result.status == "stopped" and not result.checkpoint:
             scope.events.job_decision(name, window, "stopped at the window's end before its first epoch: "

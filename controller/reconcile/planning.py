@@ -40,7 +40,7 @@ class WindowPlanner:
                 directory = scope.layout.window_dir(data_window, name)
                 context.data[name] = (directory / "train.npz", directory / "test.npz")
                 loaded[name] = data
-        context.cost_scale = scope.ledger.cost_scale()
+        context.cost = scope.ledger.cost_correction()
         profiling_started = scope.clock.monotonic()
         cameras = []
         for name in scope.config.camera_names:
@@ -54,8 +54,8 @@ class WindowPlanner:
             growth = scope.growth(name)
             if growth > 1.0:
                 options = [dataclasses.replace(o, end_accuracy=forecast(o.end_accuracy, growth)) for o in options]
-            if context.cost_scale != 1.0:
-                options = [dataclasses.replace(o, gpu_seconds=o.gpu_seconds * context.cost_scale) for o in options]
+            if not context.cost.identity:
+                options = [dataclasses.replace(o, gpu_seconds=context.cost.apply(o.gpu_seconds)) for o in options]
             context.options[name] = {o.config: o for o in options}
             cameras.append(CameraState(name, forecast(float(accuracy), growth), tuple(options)))
         profiling_seconds = scope.clock.monotonic() - profiling_started

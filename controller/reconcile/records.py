@@ -32,6 +32,7 @@ class JobOutcome(BaseModel):
     startup_seconds: float | None = None  # launch to the worker's first event
     planned_train_seconds: float | None = None  # the planner's wall time at the job's share
     cost_scale: float | None = None
+    cost_overhead: float | None = None
 
 
 class CameraWindowRecord(BaseModel):

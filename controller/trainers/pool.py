@@ -63,7 +63,7 @@ class TrainerPool:
     def launch(self, *, job_id: str, camera: str, window: int, config: RetrainConfig, base_checkpoint: Path,
                data: Path, validation: Path | None, share: float, device: str = "cpu",
                predicted_accuracy: float | None = None, predicted_seconds: float | None = None,
-               cost_scale: float = 1.0) -> JobRecord:
+               cost_scale: float = 1.0, cost_overhead: float = 0.0) -> JobRecord:
         output_dir = self.jobs_dir / job_id
         threads = threads_for_share(share, self.cores)
         env = dict(os.environ)
@@ -89,7 +89,8 @@ class TrainerPool:
         record = JobRecord(job_id=job_id, camera=camera, config=config.name, window=window, pid=handle.pid,
                            job_dir=str(output_dir), share=share, threads=threads, device=device,
                            started_at=launched, predicted_accuracy=predicted_accuracy,
-                           predicted_seconds=predicted_seconds, cost_scale=cost_scale)
+                           predicted_seconds=predicted_seconds, cost_scale=cost_scale,
+                           cost_overhead=cost_overhead)
         self.handles[job_id] = handle
         self.records[job_id] = record
         log.info("%s: trainer %s started (config %s, share %.2f, %d threads, pid %d)", camera, job_id,

@@ -11,6 +11,7 @@ from controller.planner.curves import extrapolation_point, fit_learning_curve
 from controller.planner.microprofile import (
     ConfigPruner,
     ConfigSpec,
+    CostCorrection,
     MicroProfile,
     Outcome,
     PredictionLedger,
@@ -116,20 +117,35 @@ def test_ledger() -> None:
     assert PredictionLedger.from_dict(led.to_dict()).records == led.records
 
 
-def test_ledger_cost_scale_follows_the_recent_jobs() -> None:
+def test_ledger_cost_correction_follows_the_recent_jobs() -> None:
     led = PredictionLedger(keep=50)
-    assert led.cost_scale() == 1.0  # nothing back yet: plan on the micro-profile as it is
+    assert led.cost_correction().identity  # nothing back yet: plan on the micro-profile as it is
     for ratio in (3.0, 4.0):
         led.record(Outcome("a", 0, "x", 0.8, 0.8, 1.0, ratio))
-    assert led.cost_scale(min_records=3) == 1.0  # two jobs are not evidence enough
+    assert led.cost_correction(min_records=3).identity  # two jobs are not evidence enough
     led.record(Outcome("a", 0, "x", 0.8, 0.8, 1.0, 5.0))
-    assert led.cost_scale() == pytest.approx(4.0)  # median actual / predicted
+    assert led.cost_correction() == CostCorrection(0.0, pytest.approx(4.0))  # one size of job: a factor only
     for _ in range(20):  # the recent jobs decide: the machine got quieter
         led.record(Outcome("a", 1, "x", 0.8, 0.8, 2.0, 3.0))
-    assert led.cost_scale() == pytest.approx(1.5)
+    assert led.cost_correction() == CostCorrection(0.0, pytest.approx(1.5))
     led.record(Outcome("a", 2, "x", 0.8, 0.8, 0.0, 3.0))  # no prediction: ignored
-    assert led.cost_scale() == pytest.approx(1.5)
+    assert led.cost_correction().scale == pytest.approx(1.5)
     for _ in range(30):  # 54 outcomes in all
         led.record(Outcome("a", 3, "x", 0.8, 0.8, 1.0, 100.0))
-    assert led.cost_scale() == 10.0  # bounded: one odd window cannot make every job look impossible
+    assert led.cost_correction().scale == 10.0  # bounded: one odd window cannot make every job look impossible
     assert len(led.records) == 50  # the ledger keeps the newest outcomes only
+
+
+def test_a_fixed_cost_per_job_is_told_apart_from_a_factor() -> None:
+    """Head-only jobs predicted at a fraction of a second that take 3 s, and costlier jobs that take 3 s
+    plus 1.5x their prediction: one factor (the median ratio) would multiply every costly job by ~10; the
+    affine fit finds the 3 s per job and the 1.5x, and predicts both kinds of jobs."""
+    led = PredictionLedger()
+    truth = CostCorrection(3.0, 1.5)
+    for predicted in (0.05, 0.1, 0.2, 0.4, 4.0, 8.0, 12.0):
+        led.record(Outcome("a", 0, "x", 0.8, 0.8, predicted, truth.apply(predicted)))
+    led.record(Outcome("a", 0, "x", 0.8, 0.8, 0.1, 40.0))  # one odd job (a stall) does not move it
+    fitted = led.cost_correction()
+    assert fitted.overhead == pytest.approx(3.0, abs=0.1) and fitted.scale == pytest.approx(1.5, abs=0.05)
+    assert fitted.apply(10.0) == pytest.approx(18.0, rel=0.02) and fitted.apply(0.1) == pytest.approx(3.15, abs=0.1)
+    assert fitted.undo(fitted.apply(10.0)) == pytest.approx(10.0)

@@ -114,12 +114,12 @@ class FakeTrainers:
         self.killed: list[str] = []
 
     def launch(self, *, job_id, camera, window, config, base_checkpoint, data, validation, share, device="cpu",
-               predicted_accuracy=None, predicted_seconds=None, cost_scale=1.0) -> JobRecord:
+               predicted_accuracy=None, predicted_seconds=None, cost_scale=1.0, cost_overhead=0.0) -> JobRecord:
         assert Path(data).is_file() and Path(base_checkpoint).is_file()
         record = JobRecord(job_id=job_id, camera=camera, config=config.name, window=window, pid=None,
                            job_dir=str(self.root / job_id), share=share, device=device, started_at=time.time(),
                            predicted_accuracy=predicted_accuracy, predicted_seconds=predicted_seconds,
-                           cost_scale=cost_scale)
+                           cost_scale=cost_scale, cost_overhead=cost_overhead)
         self.records[job_id] = record
         self.launched.append(record)
         return record
