@@ -115,15 +115,21 @@ class WindowPlanner:
         ahead = self.ahead.get(context.window - 1, {}).get(name)
         if ahead is not None and cam.serving_version in ahead.versions:
             # profiled before the window closed, on most of its data: reused (the serving model's accuracy
-            # on the whole window's held-out data was measured at the close)
+            # on the whole window's held-out data was measured at the close). A job trains on the whole
+            # window, the profile saw its first part: the costs grow with the data.
             profile = ahead.profile
-        else:
-            profile = self.profile(name, *data)
-            cam.serving_accuracy = profile.start_accuracy
-            if self.trial_wins(profile):
-                context.trials[name] = Trial(profile.trial_checkpoint, profile.trial_accuracy,
-                                             profile.start_accuracy, profile.trial_kind)
-        pruner = scope.pruner(name)
+            grown = max(1.0, data[0].num_labelled / profile.train_crops) if profile.train_crops else 1.0
+            return [dataclasses.replace(o, gpu_seconds=o.gpu_seconds * grown) for o in self._observed(name, profile)]
+        profile = self.profile(name, *data)
+        cam.serving_accuracy = profile.start_accuracy
+        if self.trial_wins(profile):
+            context.trials[name] = Trial(profile.trial_checkpoint, profile.trial_accuracy,
+                                         profile.start_accuracy, profile.trial_kind)
+        return self._observed(name, profile)
+
+    def _observed(self, name: str, profile: ProfiledOptions) -> list[RetrainOption]:
+        """The profile's options, recorded for the camera's config pruning."""
+        pruner = self.scope.pruner(name)
         pruner.observe(profile.options, profile.start_accuracy)
         pruner.end_window()
         return list(profile.options)

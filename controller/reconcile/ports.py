@@ -94,6 +94,7 @@ class ProfiledOptions:
     trial_checkpoint: Path | None = None
     trial_accuracy: float | None = None
     trial_kind: str | None = None
+    train_crops: int = 0  # the labelled training crops it was profiled on (0: not recorded)
 
 
 class Profiler(Protocol):

@@ -34,4 +34,4 @@ class TorchProfiler:
             self.trials_dir.mkdir(parents=True, exist_ok=True)
             trial = save_model(result.trial_model, self.trials_dir / f"{camera}.pt", camera=camera, trial=True)
         return ProfiledOptions(result.start_accuracy, list(result.options), trial, result.trial_accuracy,
-                             result.trial_kind)
+                             result.trial_kind, train_crops=train.num_labelled)
