@@ -200,8 +200,11 @@ class PredictionLedger:
         fixed part per job (loading its data and model, the backbone features of all its crops, a
         validation pass per epoch, checkpoints), which dominates a head-only job, and a proportional part
         (contention, a busier machine). One factor for both would make a cheap job's overhead inflate every
-        costly job's prediction, so the two are fitted apart: Theil-Sen (robust to an odd job) where the
-        predictions span a range, else the median ratio alone. The scale stays within `scale_bounds`; the
+        costly job's prediction, so the two are fitted apart (Theil-Sen, robust to an odd job). The factor
+        is taken as 1 (the micro-profile is right about what it measures) unless the jobs show otherwise
+        with 95 % confidence, then the end of the interval nearest 1: jobs that all predict a few tenths of
+        a second say little about a factor, and must not multiply a large job tenfold. Jobs of one predicted
+        size cannot tell the two apart: the median ratio then. The factor stays within `scale_bounds`; the
         overhead is at least 0 and at most the jobs' median cost."""
         pairs = [(r.predicted_gpu_seconds, r.actual_gpu_seconds) for r in self.records
                  if r.predicted_gpu_seconds > 0 and r.actual_gpu_seconds > 0][-recent:]
@@ -210,11 +213,12 @@ class PredictionLedger:
         x = np.array([p for p, _ in pairs])
         y = np.array([a for _, a in pairs])
         low, high = scale_bounds
-        if x.max() < 2.0 * x.min():  # too narrow a range to tell a fixed cost from a factor
+        if x.max() < 1.05 * x.min():
             return CostCorrection(0.0, float(np.clip(np.median(y / x), low, high)))
         from scipy.stats import theilslopes
 
-        slope = float(np.clip(theilslopes(y, x)[0], low, high))
+        _, _, slope_low, slope_high = theilslopes(y, x, alpha=0.95)
+        slope = float(np.clip(np.clip(1.0, slope_low, slope_high), low, high))
         overhead = float(np.clip(np.median(y - slope * x), 0.0, np.median(y)))
         return CostCorrection(overhead, slope)
 
