@@ -1,10 +1,12 @@
 """`ekya check-source --config C --name X [--seconds S] [--json]`: open a camera's source as the camera
 would (its own config section, read the camera's way) and report what a user needs before deploying:
 frames decoded, their rate, the resolution, the crops detected per frame, errors. With --json the last
-line is {"frames", "fps", "width", "height", "crops", "errors"} (crops: the mean per frame).
+line is {"frames", "fps", "width", "height", "crops", "errors"} (crops: the mean per frame). A user's
+ONNX detector is checked as the controller would check it, then run in-process with onnxruntime.
 
 Exit status: 0 frames came; 1 none came within S seconds (a stream that never answers, a video that
-decodes to nothing); 2 bad input (an unknown camera, a missing file, a file that is not a video).
+decodes to nothing); 2 bad input (an unknown camera, a missing file, a file that is not a video, a
+detector file the controller would refuse).
 """
 
 from __future__ import annotations
@@ -42,6 +44,18 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         return {"frames": self.frames, "fps": round(self.fps, 2), "width": self.width, "height": self.height,
                 "crops": round(self.crops, 2), "errors": self.errors}
+
+
+def check_detector_file(source: Any, camera: str) -> None:
+    """A user's ONNX detector checked as the controller checks it at start-up (trainer/user_models.py),
+    so that a file the deployment would refuse is refused here first; the source then runs it in-process
+    (no Triton needed)."""
+    from sources.detection.config import OnnxDetectorConfig
+    from trainer.user_models import inspect_detector
+
+    detector = getattr(source, "detector", None)
+    if isinstance(detector, OnnxDetectorConfig):
+        inspect_detector(Path(detector.model), f"camera {camera!r}: detector.model", input_size=detector.input_size)
 
 
 def read_streaming(source: Any, where: str, seconds: float, report: Report, progress: bool) -> None:
@@ -94,13 +108,15 @@ def read_windowed(source: Any, window_seconds: float, seconds: float, report: Re
 def run(args: argparse.Namespace) -> int:
     from camera.settings import CameraSettingsError, load_camera_settings
     from sources import SourceError, StreamingFrameSource, source_kind
+    from trainer.user_models import UserModelError
 
     report = Report()
     status = 0
     try:
         settings = load_camera_settings(args.config, args.name)
+        check_detector_file(settings.source, args.name)
         source = source_kind(settings.source.kind).open(settings.source, settings.context)
-    except (CameraSettingsError, SourceError) as exc:
+    except (CameraSettingsError, SourceError, UserModelError) as exc:
         report.error(str(exc))
         status = 2
     else:

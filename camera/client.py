@@ -9,8 +9,8 @@ frame is a miss). At the end of each window it writes the window's result, with 
 source has ground truth, into its own results directory (protocol/camera_results.py).
 The camera shares nothing with the controller but two network endpoints: Triton's gRPC URL and the
 controller's directive endpoint (camera/directives.py). A Triton outage costs skipped frames, never the
-client: calls are retried with backoff, and after RECONNECT_AFTER_FAILURES failures in a row the channel
-is dropped and a fresh one connected to the same URL (a restarted server comes back on its ports).
+client: calls are retried with backoff, and after a few failures in a row the channel is dropped and a
+fresh one connected to the same URL (a restarted server comes back on its ports; common/backoff.py).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Protocol
 import numpy as np
 
 from camera.triton import InferenceClient
+from common.backoff import CallBackoff
 from protocol import defaults
 from protocol.camera_results import CameraResults
 from protocol.directives import CameraDirective, frame_is_processed
@@ -36,10 +37,6 @@ from trainer.streams.base import WindowData, score_tracks
 log = logging.getLogger(__name__)
 
 LIVE_EVERY_SECONDS = 2.0
-# A gRPC channel whose server went away reconnects on its own backoff (it grows to minutes): a fresh one
-# is connected at the next request instead.
-RECONNECT_AFTER_FAILURES = 2
-MAX_BACKOFF_S = 2.0
 
 
 def request_id(camera: str, window: int, frame: int) -> str:
@@ -135,9 +132,7 @@ class CameraClient:
         self.results = results
         self.request_timeout_s = request_timeout_s
         self._client: InferenceClient | None = None
-        self._retry_at = 0.0
-        self._backoff = 0.1
-        self._failures_in_a_row = 0
+        self._backoff = CallBackoff()
         self.totals = {"requests": 0, "failed_requests": 0, "shed_requests": 0, "reconnects": 0}
 
     # -- Triton ----------------------------------------------------------------------------------
@@ -157,7 +152,7 @@ class CameraClient:
                 log.debug("%s: closing the old channel failed", self.name, exc_info=True)
 
     def _infer(self, images: np.ndarray, stats: WindowStats, request: str = "") -> np.ndarray | None:
-        if time.time() < self._retry_at:
+        if not self._backoff.ready(time.monotonic()):
             return None
         stats.requests += 1
         self.totals["requests"] += 1
@@ -174,15 +169,11 @@ class CameraClient:
                 return None
             stats.failed_requests += 1
             self.totals["failed_requests"] += 1
-            self._failures_in_a_row += 1
-            log.warning("%s: inference failed (%s); retrying in %.1fs", self.name, exc, self._backoff)
-            self._retry_at = time.time() + self._backoff
-            self._backoff = min(self._backoff * 2, MAX_BACKOFF_S)
-            if self._failures_in_a_row >= RECONNECT_AFTER_FAILURES:
+            log.warning("%s: inference failed (%s); retrying in %.1fs", self.name, exc, self._backoff.delay_s)
+            if self._backoff.failed(time.monotonic()):
                 self._reconnect()
             return None
-        self._backoff = 0.1
-        self._failures_in_a_row = 0
+        self._backoff.succeeded()
         stats.versions[version] += 1
         stats.inferred_crops += len(images)
         return np.argmax(logits, axis=1)

@@ -1,7 +1,8 @@
 """The reference camera's own Prometheus endpoint (`ekya camera --metrics-port P`): what only the client
 knows, read from its live counters (protocol/camera_results.py) at each scrape. The controller's figures
 per camera come from Triton and cover any client; these add the client's side: its video source up or
-down, reconnects and the time it was down, and the requests it sent, failed and saw shed."""
+down, reconnects and the time it was down, frames its ONNX detector could not run on, and the requests it
+sent, failed and saw shed."""
 
 from __future__ import annotations
 
@@ -50,6 +51,8 @@ class CameraCollector(Collector):
                       source.get("gap_seconds", 0.0))
         yield counter("ekya_camera_source_missed_frames", "frames the stream would have delivered while down",
                       source.get("missed_frames", 0))
+        yield counter("ekya_camera_detector_errors", "frames the camera's ONNX detector could not be run on "
+                      "(its Triton down, say): frames without crops", source.get("detector_errors", 0))
         if "stride" in live:
             yield gauge("ekya_camera_client_stride", "the frame stride the camera follows", live["stride"])
         if "window" in live:

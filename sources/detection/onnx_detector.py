@@ -4,19 +4,22 @@ crops as the default detector.
 
 The camera calls the model that Triton serves for it (`<camera>.detector`, published by the controller)
 over gRPC; `ekya check-source` runs the same file in-process with onnxruntime. A call that fails (Triton
-restarting, a timeout) gives that frame no boxes and is counted; the camera carries on, and the tracks
-age as for a frame where nothing was seen.
+restarting, a timeout) gives that frame no boxes and is counted; the next calls back off (the frames
+meanwhile get no boxes either, counted too) and a fresh channel finds a restarted Triton; the camera
+carries on, and the tracks age as for a frame where nothing was seen.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
+from common.backoff import CallBackoff
 from sources.detection.background import Detections
 from sources.detection.config import OnnxDetectorConfig
 from sources.detection.crops import cut_crops
@@ -153,39 +156,69 @@ class OnnxRuntimeRunner:
         pass
 
 
+class DetectorBackingOff(RuntimeError):
+    """The call was not made: the runner waits after a failure (the frame gets no detections)."""
+
+
 class TritonRunner:
     """The detector as Triton serves it, over gRPC; its tensor names read from the model's metadata
-    (again after a failure: the model may have been republished)."""
+    (again after a failure: the model may have been republished). A failed call makes the next ones wait
+    (common/backoff.py: 0.1 s doubling to 2 s), and after two failures in a row the channel is dropped for
+    a fresh one to the same URL, so that a restarted Triton is found as soon as it is back."""
 
     def __init__(self, url: str, model: str, timeout_s: float) -> None:
         import tritonclient.grpc as grpcclient
 
         self._grpc = grpcclient
+        self.url = url
         self.model = model
         self.timeout_s = timeout_s
-        self._client = grpcclient.InferenceServerClient(url=url)
+        self.backoff = CallBackoff()
+        self.reconnects = 0
+        self._client: grpcclient.InferenceServerClient | None = None
         self._names: tuple[str, str] | None = None
+
+    def _connected(self) -> Any:
+        if self._client is None:
+            self._client = self._grpc.InferenceServerClient(url=self.url)
+        return self._client
 
     def _tensor_names(self) -> tuple[str, str]:
         if self._names is None:
-            metadata = self._client.get_model_metadata(self.model, as_json=True, client_timeout=self.timeout_s)
+            metadata = self._connected().get_model_metadata(self.model, as_json=True, client_timeout=self.timeout_s)
             self._names = (metadata["inputs"][0]["name"], metadata["outputs"][0]["name"])
         return self._names
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if not self.backoff.ready(time.monotonic()):
+            raise DetectorBackingOff(f"waiting {self.backoff.delay_s:g}s at most after a failed call")
         try:
             input_name, output_name = self._tensor_names()
             tensor = self._grpc.InferInput(input_name, list(batch.shape), "FP32")
             tensor.set_data_from_numpy(batch)
-            result = self._client.infer(self.model, [tensor], outputs=[self._grpc.InferRequestedOutput(output_name)],
-                                        client_timeout=self.timeout_s)
-            return result.as_numpy(output_name)
+            result = self._connected().infer(self.model, [tensor], client_timeout=self.timeout_s,
+                                             outputs=[self._grpc.InferRequestedOutput(output_name)])
+            output = result.as_numpy(output_name)
         except Exception:
             self._names = None
+            if self.backoff.failed(time.monotonic()):
+                self._reconnect()
             raise
+        self.backoff.succeeded()
+        return output
+
+    def _reconnect(self) -> None:
+        client, self._client = self._client, None
+        self.reconnects += 1
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # a channel to a dead server may complain on close: it is gone either way
+                log.debug("closing the channel to %s failed", self.url, exc_info=True)
 
     def close(self) -> None:
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
 
 
 class OnnxDetector:
@@ -200,6 +233,7 @@ class OnnxDetector:
         self.frames_seen = 0
         self.errors = 0  # frames the detector could not be run on
         self.last_error: str | None = None
+        self._failing = False  # the last frame got no detections because of an error
 
     def boxes(self, frame: np.ndarray) -> np.ndarray:
         """The objects' boxes in an RGB frame [H,W,3] (raises what the runner or the parsing raises)."""
@@ -216,12 +250,22 @@ class OnnxDetector:
         self.frames_seen += 1
         try:
             boxes = self.boxes(frame)
+        except DetectorBackingOff:  # not called: the last error still says why
+            self.errors += 1
+            self._failing = True
+            boxes = np.zeros((0, 4), np.int64)
         except Exception as exc:  # Triton down or restarting, a timeout, an output of another layout
             self.errors += 1
+            self._failing = True
             self.last_error = f"detector {self.where}: {type(exc).__name__}: {exc}"
             if self.errors == 1 or self.errors % 100 == 0:
                 log.warning("%s (%d frames without detections so far)", self.last_error, self.errors)
             boxes = np.zeros((0, 4), np.int64)
+        else:
+            if self._failing:
+                log.info("detector %s answers again (%d frames without detections so far)", self.where,
+                         self.errors)
+                self._failing = False
         return Detections(boxes=boxes, track_ids=self.tracker.update(boxes),
                           crops=cut_crops(frame, boxes, self.crop_size, self.config.padding))
 

@@ -28,7 +28,8 @@ def test_camera_metrics_follow_the_live_counters(tmp_path: Path) -> None:
 
     results.write_live({"camera": "gate", "window": 3, "stride": 2.0, "requests_total": 120,
                         "failed_requests_total": 1, "shed_requests_total": 4, "source_up": False,
-                        "source": {"reconnects": 2, "gap_seconds": 7.5, "missed_frames": 75}})
+                        "source": {"reconnects": 2, "gap_seconds": 7.5, "missed_frames": 75,
+                                   "detector_errors": 9}})
     now = scrape(port)
     assert now["ekya_camera_client_requests_total"] == 120
     assert now["ekya_camera_client_failed_requests_total"] == 1
@@ -37,6 +38,7 @@ def test_camera_metrics_follow_the_live_counters(tmp_path: Path) -> None:
     assert now["ekya_camera_source_reconnects_total"] == 2
     assert now["ekya_camera_source_gap_seconds_total"] == 7.5
     assert now["ekya_camera_source_missed_frames_total"] == 75
+    assert now["ekya_camera_detector_errors_total"] == 9
     assert now["ekya_camera_client_stride"] == 2.0 and now["ekya_camera_client_window"] == 3
 
     results.live_file.write_text("{not json")  # a torn or foreign file: the scrape still answers

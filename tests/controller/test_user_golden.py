@@ -173,3 +173,26 @@ def test_a_detector_that_does_not_fit_is_refused_before_anything_starts(tmp_path
     # the detector is served as "<camera>.detector": no camera may be named so
     with pytest.raises(ConfigError, match="reserved for a camera's ONNX detector"):
         parse_config(video_config(flat, camera="gate.detector"))
+
+
+def test_the_detector_is_served_as_given_on_the_camera_models_backend_without_capture(tmp_path: Path) -> None:
+    """`<camera>.detector`'s config.pbtxt: the embedded server's ekya_onnx backend, or NVIDIA's native
+    onnxruntime for a containerised Triton (whose camera models are wrapped for capture); never batched by
+    Triton, never captured, never wrapped."""
+    from controller.triton.spec import render_config
+    from tests.sources.detector_helpers import lane_detector_onnx
+
+    detector = lane_detector_onnx(tmp_path / "lanes.onnx", np.zeros((1, 3, 64, 64), np.float32), [(0, 32), (32, 64)])
+    camera = {"name": "gate", "source": {"kind": "video", "url": str(tmp_path / "a.mp4"),
+                                         "detector": {"kind": "onnx", "model": str(detector), "input_size": 64}}}
+    for triton, backend in (({"mode": "embedded"}, "ekya_onnx"),
+                            ({"mode": "external", "url": "triton:8001", "capture_dir": "/capture"}, "onnxruntime")):
+        config = parse_config({"cameras": [camera], "data": {"dir": str(tmp_path / "data")}, "triton": triton})
+        deployment = Deployment(config)
+        deployment.user_models = check_user_models(config)  # what start() does first
+        spec = deployment.detector_spec("gate")
+        text = render_config(spec)
+        assert spec.name == "gate.detector" and not spec.wrapped and spec.capture_dir is None
+        assert f'backend: "{backend}"' in text and "max_batch_size: 0" in text
+        assert "dims: [ 1, 3, 64, 64 ]" in text and "dims: [ 2, 6 ]" in text
+        assert "dynamic_batching" not in text and "capture" not in text

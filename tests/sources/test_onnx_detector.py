@@ -1,26 +1,34 @@
 """The user's own ONNX detector: its output layouts parsed (thresholds, class filter, NMS), letterboxed
 boxes mapped back to the frame, a real H.264 video through a real ONNX detector in-process (what
-`ekya check-source` runs) and served by a real Triton (what the camera calls), Triton going away (frames
-without crops, counted, the stream still up), and the start-up refusals of a detector file that does
-not fit."""
+`ekya check-source` runs, also through the command) and served by a real Triton (what the camera
+calls), that Triton killed and started again (frames without crops meanwhile, counted, the stream still
+up; then detections again on the same reader), and the refusals of a detector file that does not fit."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from common.backoff import CallBackoff
+from controller.triton.client import TritonClient
+from controller.triton.repository import ModelRepository
+from controller.triton.server import TritonPorts, TritonServer, free_port, free_port_settings, wait_for_ports
+from controller.triton.serving import ServingManager
 from controller.triton.spec import ModelSpec
 from sources import SourceContext, source_kind
 from sources.detection.config import OnnxDetectorConfig, detector_model_name
-from sources.detection.onnx_detector import letterbox, parse_output, to_frame
+from sources.detection.onnx_detector import OnnxDetector, TritonRunner, letterbox, parse_output, to_frame
 from sources.detection.tracker import iou_matrix
 from sources.video import VideoSource
 from tests.sources.detector_helpers import lane_bands, lane_detector_onnx, letterboxed_background
 from tests.sources.video_helpers import scene_video
-from tests.triton_helpers import running_server
+from tests.triton_helpers import ADMIN_KEY
 from trainer.streams.scene import SceneSpec
 from trainer.user_models import UserModelError, inspect_detector
 
@@ -72,6 +80,28 @@ def test_letterboxed_boxes_map_back_to_the_frame() -> None:
     assert (tensor[0, :, 0, 0] == np.float32(114 / 255)).all()  # padding above the picture
 
 
+def test_calls_back_off_after_a_failure_and_reconnect_after_two(tmp_path: Path) -> None:
+    """A Triton that is not there (a real gRPC client, a port nothing listens on): the first frame's call
+    fails, the frames while it waits are not sent at all, each frame without detections is counted,
+    and the second failure in a row drops the channel for a fresh one."""
+    runner = TritonRunner(f"127.0.0.1:{free_port()}", "gate.detector", timeout_s=1.0)
+    runner.backoff = CallBackoff(first_s=0.5)  # (0.1 s by default: a wide margin on a loaded box)
+    detector = OnnxDetector(_config("xyxy_score_class", input_size=64), 16, runner, where="gate.detector")
+    frame = np.zeros((48, 64, 3), np.uint8)
+    try:
+        found = [detector.detect(frame) for _ in range(3)]
+        assert all(len(f.crops) == 0 for f in found) and detector.errors == 3
+        assert runner.backoff.failures_in_a_row == 1 and runner.reconnects == 0  # one call went out
+        first_error = detector.last_error
+        assert first_error is not None and first_error.startswith("detector gate.detector: ")
+        time.sleep(0.55)  # past the first wait
+        detector.detect(frame)
+        assert runner.backoff.failures_in_a_row == 2 and runner.reconnects == 1 and detector.errors == 4
+        assert runner.backoff.delay_s == 2.0  # doubling (0.5, 1, 2), up to 2 s
+    finally:
+        detector.close()
+
+
 def _recall(frames: list, truth: list) -> float:
     found = total = 0
     for frame, true in zip(frames, truth):
@@ -120,8 +150,47 @@ def test_a_real_video_through_the_detector_in_process(scene) -> None:
     assert all(f.crops.shape[1:] == (16, 16, 3) for f in frames)
 
 
+class Collector:
+    """Takes a reader's frames on a thread, as the camera does, while the test stops and starts Triton."""
+
+    def __init__(self, reader) -> None:
+        self.reader = reader
+        self.frames: list = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            frame = self.reader.next_frame(0.2)
+            if frame is not None:
+                self.frames.append(frame)
+
+    def __enter__(self) -> Collector:
+        self.reader.start()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.reader.close()
+
+    def wait(self, condition, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out with {len(self.frames)} frames"
+            time.sleep(0.05)
+
+
+def _start_triton(root: Path, ports: dict[str, int], runtime, load: list[str]) -> TritonServer:
+    server = TritonServer(root / "repo", root / "work", admin_key=ADMIN_KEY, runtime=runtime, load_models=load,
+                          **ports)
+    server.start()
+    return server
+
+
 @pytest.mark.slow
-def test_the_detector_served_by_triton_and_triton_going_away(scene, tmp_path: Path, triton_runtime) -> None:
+def test_the_detector_served_by_triton_rides_out_a_triton_restart(scene, tmp_path: Path, triton_runtime) -> None:
     video, detector, truth = scene
     found = inspect_detector(detector, "detector.model", input_size=SIZE)
     assert found.input_dims == (1, 3, SIZE, SIZE) and found.output_dims == (3, 6)
@@ -129,23 +198,46 @@ def test_the_detector_served_by_triton_and_triton_going_away(scene, tmp_path: Pa
     spec = ModelSpec(name=name, input_name=found.input_name, input_dims=found.input_dims,
                      output_name=found.output_name, output_dims=found.output_dims, max_batch_size=0,
                      dynamic_batching=False)
-    with running_server(tmp_path / "repo", tmp_path / "work", triton_runtime) as (server, client, manager):
-        manager.deploy(spec, detector)  # validated (full shapes, no batch) and loaded, as the controller does
+    repository = ModelRepository(tmp_path / "repo")
+    ports = free_port_settings()
+    servers = [_start_triton(tmp_path, ports, triton_runtime, [])]
+    try:
+        with TritonClient(servers[0].info.grpc_url, admin_key=ADMIN_KEY) as admin:
+            # validated (full shapes, no batch) and loaded, as the controller does
+            ServingManager(repository, admin).deploy(spec, detector)
         ctx = SourceContext(camera="gate", crop_size=16, window_seconds=10.0, history_windows=1,
-                            triton_url=server.info.grpc_url)
-        reader = source_kind("video").open(_source(video, detector), ctx)
-        frames = _read(reader, SCENE.seconds + 10)
-        assert len(frames) == SCENE.frames and _recall(frames, truth) >= 0.9
-        assert reader.health().detector_errors == 0
-        url = server.info.grpc_url
-    # Triton gone: every frame still comes, without crops; the errors are counted, the stream is not down
-    ctx = SourceContext(camera="gate", crop_size=16, window_seconds=10.0, history_windows=1, triton_url=url)
-    short = VideoSource.model_validate({**_source(video, detector).model_dump(), "fps": 10})
-    reader = source_kind("video").open(short, ctx)
-    frames = _read(reader, SCENE.seconds + 10)
-    health = reader.health()
-    assert len(frames) == SCENE.frames and all(len(f.crops) == 0 for f in frames)
-    assert health.detector_errors == SCENE.frames and name in (health.detector_error or "")
+                            triton_url=servers[0].info.grpc_url)
+        looped = VideoSource.model_validate({**_source(video, detector).model_dump(), "loop": True})
+        reader = source_kind("video").open(looped, ctx)
+        with Collector(reader) as taken:
+            taken.wait(lambda: len(taken.frames) >= 20)
+            served = list(taken.frames)
+            assert reader.health().detector_errors == 0
+            # Triton killed: frames keep coming, without crops, each one counted; the stream stays up
+            os.kill(servers[0].info.pid, signal.SIGKILL)
+            servers[0].stop()  # reaps it and its stubs, as the supervisor does
+            killed_at = len(taken.frames)
+            taken.wait(lambda: reader.health().detector_errors >= 5)
+            assert wait_for_ports(TritonPorts(ports["grpc_port"], ports["http_port"], ports["metrics_port"]))
+            servers.append(_start_triton(tmp_path, ports, triton_runtime, [name]))  # back on the same ports
+            back_at = len(taken.frames)
+            taken.wait(lambda: any(len(f.crops) for f in taken.frames[back_at:]))
+            recovered_at = next(i for i in range(back_at, len(taken.frames)) if len(taken.frames[i].crops))
+            taken.wait(lambda: len(taken.frames) >= recovered_at + 20)
+            health = reader.health()
+            after = taken.frames[recovered_at:recovered_at + 20]
+            outage = taken.frames[killed_at + 1:back_at]
+    finally:
+        for server in servers:
+            server.stop()
+    truth_of = [truth[f.index % len(truth)] for f in served]
+    assert _recall(served, truth_of) >= 0.9
+    assert outage and all(len(f.crops) == 0 for f in outage)
+    assert health.up and health.detector_errors >= len(outage) and name in (health.detector_error or "")
+    # the same reader is served again (a fresh channel to the same URL), as well as before
+    assert recovered_at - back_at <= 30, "the detector took over 3 s to come back after Triton did"
+    assert _recall(after, [truth[f.index % len(truth)] for f in after]) >= 0.9
+    assert reader._detector.runner.reconnects >= 1
 
 
 def test_detector_files_that_do_not_fit_are_refused_naming_the_file(scene, tmp_path: Path) -> None:
@@ -167,3 +259,47 @@ def test_detector_files_that_do_not_fit_are_refused_naming_the_file(scene, tmp_p
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(flat))
     with pytest.raises(UserModelError, match=rf"{flat}: input 'x' has shape \[1, 10\]; an image detector"):
         inspect_detector(flat, "detector.model", input_size=SIZE)
+
+
+def _write_config(tmp_path: Path, video: Path, detector: dict) -> Path:
+    import yaml
+
+    config = tmp_path / "deployment.yaml"
+    config.write_text(yaml.safe_dump({"cameras": [{"name": "gate", "source": {
+        "kind": "video", "url": str(video), "detector": {"kind": "onnx", **detector}}}],
+        "edge_model": {"input_size": 16}, "window_seconds": 10}))
+    return config
+
+
+def _last_json(text: str) -> dict:
+    import json
+
+    return json.loads(text.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_check_source_runs_the_detector_in_process(scene, tmp_path: Path, capsys) -> None:
+    """No Triton anywhere: `ekya check-source` runs the camera's detector file with onnxruntime."""
+    video, detector, _ = scene
+    from controller.cli import main
+
+    config = _write_config(tmp_path, video, {"model": str(detector), "input_size": SIZE})
+    assert main(["check-source", "--config", str(config), "--name", "gate", "--seconds", "2", "--json"]) == 0
+    report = _last_json(capsys.readouterr().out)
+    assert report["errors"] == [] and 15 <= report["frames"] <= 21
+    assert report["crops"] >= 2.5  # the scene's 3 objects, each frame (no background to learn first)
+
+
+def test_check_source_refuses_a_detector_file_the_controller_would_refuse(scene, tmp_path: Path, capsys) -> None:
+    video, detector, _ = scene
+    from controller.cli import main
+
+    missing = _write_config(tmp_path, video, {"model": str(tmp_path / "gone.onnx")})
+    assert main(["check-source", "--config", str(missing), "--name", "gate", "--json"]) == 2
+    assert _last_json(capsys.readouterr().out)["errors"] == [
+        f"camera 'gate': detector.model {tmp_path / 'gone.onnx'}: file not found"]
+    wrong_size = _write_config(tmp_path, video, {"model": str(detector), "input_size": 64})
+    assert main(["check-source", "--config", str(wrong_size), "--name", "gate", "--json"]) == 2
+    (error,) = _last_json(capsys.readouterr().out)["errors"]
+    assert error.startswith(f"camera 'gate': detector.model {detector}: input 'images' has shape "
+                            f"[1, 3, {SIZE}, {SIZE}]; an image detector with the config's input_size 64")

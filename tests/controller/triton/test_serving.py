@@ -336,3 +336,24 @@ def test_requests_batched_together_each_get_their_own_outputs(tmp_path, triton_r
         stats = client.statistics("cam-a")[0]
         assert stats.success_count == 3 * len(sizes)
         assert stats.execution_count < stats.success_count  # some requests really ran batched together
+
+
+def test_a_model_triton_does_not_batch_gets_its_whole_output_on_the_torch_runtime(tmp_path, triton_runtime):
+    """max_batch_size 0 (a user's detector, one frame a call): the output's first dimension is not a batch
+    (here [lanes, 6] rows), so the torch runtime (GPU instances) gives it whole, as onnxruntime does (the
+    detector tests serve it on onnxruntime)."""
+    from tests.sources.detector_helpers import lane_detector_onnx
+
+    path = lane_detector_onnx(tmp_path / "lanes.onnx", np.zeros((1, 3, 64, 64), np.float32),
+                              [(0, 20), (20, 40), (40, 64)])
+    frame = np.zeros((1, 3, 64, 64), np.float32)
+    frame[0, :, 5:15, 10:30] = 1.0
+    frame[0, :, 45:60, 3:9] = 1.0
+    direct = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"images": frame})[0]
+    assert direct.shape == (3, 6) and direct[:, 4].tolist() == [1.0, 0.0, 1.0]
+    spec = ModelSpec(name="gate.detector", input_name="images", input_dims=(1, 3, 64, 64), output_name="detections",
+                     output_dims=(3, 6), max_batch_size=0, dynamic_batching=False, runtime="torch")
+    with running_server(tmp_path / "repo", tmp_path / "work", triton_runtime) as (_, client, serving):
+        serving.deploy(spec, path)
+        served = client.infer(spec.name, frame, input_name="images", output_name="detections")
+    np.testing.assert_allclose(served, direct)

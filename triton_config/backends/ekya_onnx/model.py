@@ -126,6 +126,8 @@ class _TorchRuntime:
         with torch.inference_mode():
             out = self.module(*feed)
         outputs = [o.float().cpu() for o in (out if isinstance(out, (list, tuple)) else [out])]
+        if len(per_request) == 1:  # whole: a model Triton does not batch (a detector's [N, 6]) has no batch axis
+            return [[pb_utils.Tensor.from_dlpack(name, to_dlpack(o.contiguous())) for name, o in zip(output_names, outputs)]]
         sizes = [t[0].shape[0] for t in per_request]
         responses, start = [], 0
         for size in sizes:
