@@ -45,6 +45,25 @@ class JobRecord(BaseModel):
     predicted_seconds: float | None = None  # the micro-profiler's GPU-seconds, before the planner's cost scale
     cost_scale: float = 1.0  # the plan's cost = cost_overhead + cost_scale x predicted_seconds (the ledger's)
     cost_overhead: float = 0.0
+    # Re-plans change a running job's share: share x seconds run at the earlier shares, up to share_since
+    # (what the job cost is reckoned from, not its last share alone).
+    share_seconds: float = 0.0
+    share_since: float | None = None
+
+    def change_share(self, share: float, now: float) -> None:
+        """The job runs at `share` from `now` on."""
+        since = self.share_since if self.share_since is not None else self.started_at
+        self.share_seconds += self.share * max(0.0, now - since)
+        self.share_since = now
+        self.share = share
+
+    def mean_share(self, until: float) -> float:
+        """The share the job ran at on average from its launch to `until`."""
+        span = until - self.started_at
+        since = self.share_since if self.share_since is not None else self.started_at
+        if span <= 0:
+            return self.share
+        return (self.share_seconds + self.share * max(0.0, until - since)) / span
 
 
 class PendingPublish(BaseModel):

@@ -75,14 +75,16 @@ class JobJudge:
         record, result = item.record, item.result
         state.jobs.pop(record.job_id, None)
         name, window = record.camera, record.window
+        # re-plans may have changed its share while it ran: its cost is reckoned at the mean share it ran at
+        share = record.mean_share(record.started_at + (item.startup_seconds or 0.0) + result.seconds)
         outcome = JobOutcome(job_id=record.job_id, config=record.config, status=result.status,
-                             share=round(record.share, 4), retrained_accuracy=result.best_val_accuracy,
+                             share=round(share, 4), retrained_accuracy=result.best_val_accuracy,
                              train_seconds=round(result.seconds, 1), epochs_done=result.epochs_done,
                              img_per_s=result.img_per_s, startup_seconds=item.startup_seconds)
         if record.predicted_seconds and result.status == "ok":
             # The planner's wall time for the job at its share (its throughput curve), against the worker's own.
             planned = record.cost_overhead + record.predicted_seconds * record.cost_scale
-            outcome.planned_train_seconds = round(throughput_time(planned, record.share, scope.throughput), 2)
+            outcome.planned_train_seconds = round(throughput_time(planned, share, scope.throughput), 2)
             outcome.cost_scale = round(record.cost_scale, 3)
             outcome.cost_overhead = round(record.cost_overhead, 3)
         scope.events.job_ended(name, window, outcome)
@@ -98,7 +100,7 @@ class JobJudge:
             # (a job stopped at the window's end ran part of its epochs: not an outcome of its prediction)
             scope.ledger.record(Outcome(name, window, record.config, record.predicted_accuracy,
                                         result.best_val_accuracy, record.predicted_seconds or 0.0,
-                                        result.seconds * scope.throughput(record.share)))  # whole-device seconds
+                                        result.seconds * scope.throughput(share)))  # whole-device seconds
             scope.metrics.observe_profile(name, record.predicted_accuracy, result.best_val_accuracy)
         new = result.best_val_accuracy or 0.0
         old = serving_accuracy if serving_accuracy is not None else -1.0

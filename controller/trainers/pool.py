@@ -101,8 +101,12 @@ class TrainerPool:
         record = self.records.get(job_id)
         if record is None:
             return
-        record.share = share
-        if self.cycler is not None and record.pid is not None:
+        if self.cycler is None:
+            # GPU: a running worker keeps the MPS share it was launched with; the new one is the plan's
+            record.share = share
+            return
+        record.change_share(share, time.time())
+        if record.pid is not None:
             self.cycler.set_share(record.pid, share, record.threads)
 
     def progress(self, job_id: str) -> float:

@@ -1,15 +1,18 @@
 """What the planner is told a job costs: a profile taken before the window closed saw part of the window's
-data, and a job trains on all of it, so the reused profile's costs grow with the data."""
+data, and a job trains on all of it, so the reused profile's costs grow with the data; and what a job is
+found to have cost: at the mean share it ran at, re-plans having changed it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from controller.planner import RetrainOption
 from controller.reconcile.context import AheadProfile, WindowContext
 from controller.reconcile.ports import ProfiledOptions
+from controller.state import JobRecord
 from tests.controller.reconcile.fakes import make_harness
 from trainer.streams.base import WindowData
 
@@ -37,3 +40,13 @@ def test_a_profile_taken_ahead_is_reused_with_its_costs_grown_to_the_whole_windo
         planner.ahead = {0: {"cam0": AheadProfile(ProfiledOptions(0.6, options, train_crops=seen), {1}, chunks=3)}}
         costs = {o.config: o.gpu_seconds for o in planner.options_for("cam0", context, (_data(400), _data(100)))}
         assert costs == {"e10-head-h64-s1": 2.0, "e5-all-h64-s1": 10.0}, seen
+
+
+def test_a_jobs_cost_is_reckoned_at_the_mean_share_it_ran_at() -> None:
+    # launched at a tiny share, raised by a re-plan near its end: most of its time ran at the small share
+    record = JobRecord(job_id="j", camera="cam0", config="c", window=1, job_dir="/tmp/j", share=0.05,
+                       started_at=100.0)
+    record.change_share(0.45, 108.0)
+    assert record.share == 0.45
+    assert record.mean_share(110.0) == pytest.approx((0.05 * 8 + 0.45 * 2) / 10)
+    assert record.mean_share(100.0) == 0.45  # nothing run yet: its share now
