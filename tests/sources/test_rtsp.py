@@ -54,7 +54,7 @@ def test_an_rtsp_push_is_received_cut_and_taken_again(tmp_path: Path) -> None:
     video = tmp_path / "push.mp4"
     scene_video(video, SCENE)
     url = f"rtsp://127.0.0.1:{free_port()}/live"
-    source = VideoSource.model_validate({"kind": "video", "url": url, "options": {"rtsp_flags": "listen"},
+    source = VideoSource.model_validate({"kind": "video", "url": url, "options": {"rtsp_flags": "listen", "analyzeduration": "500000"},
                                          "open_timeout_s": 20, "read_timeout_s": 2, "max_backoff_s": 1,
                                          "detector": {"min_area": 100}})
     reader = source_kind("video").open(source, SourceContext(camera="gate", crop_size=16, window_seconds=10.0,
@@ -72,7 +72,7 @@ def test_an_rtsp_push_is_received_cut_and_taken_again(tmp_path: Path) -> None:
     try:
         pusher = threading.Thread(target=push_once, args=(video, url))
         pusher.start()
-        take(SCENE.seconds + 4.0)  # FFmpeg reads ~2.5 s of a new stream before the first frame (stream info)
+        take(SCENE.seconds + 2.0)  # FFmpeg reads ~0.8 s of a new stream before the first frame (analyzeduration)
         pusher.join(10)
         first = len(frames)
         assert first >= 0.7 * SCENE.frames, first  # the pushed frames arrived at the stream's rate
@@ -82,7 +82,7 @@ def test_an_rtsp_push_is_received_cut_and_taken_again(tmp_path: Path) -> None:
         assert not down.up and down.last_error, down
         pusher = threading.Thread(target=push_once, args=(video, url))
         pusher.start()
-        take(SCENE.seconds + 4.0)
+        take(SCENE.seconds + 2.0)
         pusher.join(10)
         health = reader.health()
     finally:
