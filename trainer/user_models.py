@@ -44,27 +44,12 @@ def inspect_classifier(path: Path, what: str, *, layout: str = "nchw", input_siz
     """Read and check an ONNX classifier: one float32 input [batch, 3, S, S] (NHWC: [batch, S, S, 3]) with
     S = input_size where the file fixes it, a dynamic batch, one float32 output [batch, classes]. A probe
     batch of two runs through onnxruntime to learn the class count. `what` names the config key."""
-    import onnx
-    from onnx import TensorProto
-
     where = f"{what} {path}"
-    if not path.is_file():
-        raise UserModelError(f"{where}: file not found")
-    try:
-        model = onnx.load(str(path))
-        onnx.checker.check_model(model)
-    except Exception as exc:  # onnx raises several unrelated types for files it cannot read
-        raise UserModelError(f"{where}: not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
-    inits = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in inits]
-    if len(inputs) != 1 or len(model.graph.output) < 1:
+    inputs, outputs = _graph_tensors(path, where)
+    if len(inputs) != 1 or len(outputs) < 1:
         raise UserModelError(f"{where}: expected one input and one output, it has inputs "
-                             f"{[i.name for i in inputs]} and outputs {[o.name for o in model.graph.output]}")
-    tensor, out = inputs[0], model.graph.output[0]
-    for kind, value in (("input", tensor), ("output", out)):
-        if value.type.tensor_type.elem_type != TensorProto.FLOAT:
-            raise UserModelError(f"{where}: its {kind} {value.name!r} is "
-                                 f"{TensorProto.DataType.Name(value.type.tensor_type.elem_type)}, expected FLOAT")
+                             f"{[i.name for i in inputs]} and outputs {[o.name for o in outputs]}")
+    tensor, out = _float_tensors(inputs[0], outputs[0], where)
     dims = _dims(tensor)
     want = [3, input_size, input_size] if layout == "nchw" else [input_size, input_size, 3]
     shape_text = f"[batch, {', '.join(map(str, want))}]"
@@ -95,26 +80,11 @@ class OnnxDetectorModel:
 def inspect_detector(path: Path, what: str, *, input_size: int) -> OnnxDetectorModel:
     """Read and check an ONNX detector: its first input float32 [batch or 1, 3, S, S] with S = input_size
     where the file fixes it, its first output float32. `what` names the config key."""
-    import onnx
-    from onnx import TensorProto
-
     where = f"{what} {path}"
-    if not path.is_file():
-        raise UserModelError(f"{where}: file not found")
-    try:
-        model = onnx.load(str(path))
-        onnx.checker.check_model(model)
-    except Exception as exc:  # onnx raises several unrelated types for files it cannot read
-        raise UserModelError(f"{where}: not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
-    inits = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in inits]
-    if not inputs or not model.graph.output:
+    inputs, outputs = _graph_tensors(path, where)
+    if not inputs or not outputs:
         raise UserModelError(f"{where}: expected an image input and an output")
-    tensor, out = inputs[0], model.graph.output[0]
-    for kind, value in (("input", tensor), ("output", out)):
-        if value.type.tensor_type.elem_type != TensorProto.FLOAT:
-            raise UserModelError(f"{where}: its {kind} {value.name!r} is "
-                                 f"{TensorProto.DataType.Name(value.type.tensor_type.elem_type)}, expected FLOAT")
+    tensor, out = _float_tensors(inputs[0], outputs[0], where)
     dims = _dims(tensor)
     want = [3, input_size, input_size]
     if len(dims) != 4 or any(d is not None and d != w for d, w in zip(dims[1:], want)):
@@ -129,6 +99,33 @@ def inspect_detector(path: Path, what: str, *, input_size: int) -> OnnxDetectorM
                              "detections ([N, 6], [1, N, 6], or a YOLO head's [1, 4+C, N])")
     return OnnxDetectorModel(path, tensor.name, (-1 if dims[0] is None else 1, *want), out.name,
                              tuple(-1 if d is None else d for d in out_dims))
+
+
+def _graph_tensors(path: Path, where: str) -> tuple[list, list]:  # type: ignore[type-arg]
+    """The ONNX file's graph inputs (initializers left out) and outputs; refused when it is missing or
+    unreadable."""
+    import onnx
+
+    if not path.is_file():
+        raise UserModelError(f"{where}: file not found")
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as exc:  # onnx raises several unrelated types for files it cannot read
+        raise UserModelError(f"{where}: not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
+    inits = {i.name for i in model.graph.initializer}
+    return [i for i in model.graph.input if i.name not in inits], list(model.graph.output)
+
+
+def _float_tensors(tensor, out, where: str):  # type: ignore[no-untyped-def]
+    """(input, output), both float32, or refused naming the one that is not."""
+    from onnx import TensorProto
+
+    for kind, value in (("input", tensor), ("output", out)):
+        if value.type.tensor_type.elem_type != TensorProto.FLOAT:
+            raise UserModelError(f"{where}: its {kind} {value.name!r} is "
+                                 f"{TensorProto.DataType.Name(value.type.tensor_type.elem_type)}, expected FLOAT")
+    return tensor, out
 
 
 def _shape(dims: list[int | None]) -> str:

@@ -27,7 +27,7 @@ from sources.detection.onnx_detector import OnnxDetector, TritonRunner, letterbo
 from sources.detection.tracker import iou_matrix
 from sources.video import VideoSource
 from tests.sources.detector_helpers import lane_bands, lane_detector_onnx, letterboxed_background
-from tests.sources.video_helpers import scene_video
+from tests.sources.video_helpers import read_all, scene_video
 from tests.triton_helpers import ADMIN_KEY
 from trainer.streams.scene import SceneSpec
 from trainer.user_models import UserModelError, inspect_detector
@@ -112,17 +112,6 @@ def _recall(frames: list, truth: list) -> float:
     return found / total
 
 
-def _read(reader, timeout_s: float) -> list:
-    reader.start()
-    frames, deadline = [], time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline and not reader.health().ended:
-            frame = reader.next_frame(0.2)
-            if frame is not None:
-                frames.append(frame)
-    finally:
-        reader.close()
-    return frames
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +133,7 @@ def _source(video: Path, detector: Path) -> VideoSource:
 def test_a_real_video_through_the_detector_in_process(scene) -> None:
     video, detector, truth = scene
     ctx = SourceContext(camera="gate", crop_size=16, window_seconds=10.0, history_windows=1)  # no Triton URL
-    frames = _read(source_kind("video").open(_source(video, detector), ctx), SCENE.seconds + 10)
+    frames = read_all(source_kind("video").open(_source(video, detector), ctx), SCENE.seconds + 10)
     assert len(frames) == SCENE.frames
     assert _recall(frames, truth) >= 0.9
     assert all(f.crops.shape[1:] == (16, 16, 3) for f in frames)

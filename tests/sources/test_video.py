@@ -4,7 +4,6 @@ inputs. Live streams, cuts and reconnects through the camera: tests/camera/test_
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from sources import SourceContext, SourceError, source_kind
 from sources.detection.tracker import IouTracker, iou_matrix
 from sources.video import VideoSource
 from sources.video_reader import RateConverter
-from tests.sources.video_helpers import scene_video, silent_server
+from tests.sources.video_helpers import read_all, scene_video, silent_server
 from trainer.streams.scene import SceneSpec
 
 CTX = SourceContext(camera="gate", crop_size=16, window_seconds=10.0, history_windows=1)
@@ -25,19 +24,6 @@ def video_source(url: str, **extra: object) -> VideoSource:
     return VideoSource.model_validate({"kind": "video", "url": url, **extra})
 
 
-def read_all(reader, timeout_s: float) -> list:
-    reader.start()
-    frames, deadline = [], time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline and not reader.health().ended:
-            frame = reader.next_frame(0.2)
-            if frame is not None:
-                frames.append(frame)
-        while (frame := reader.next_frame(0.0)) is not None:
-            frames.append(frame)
-    finally:
-        reader.close()
-    return frames
 
 
 @pytest.mark.slow

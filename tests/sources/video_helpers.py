@@ -114,3 +114,19 @@ def silent_server() -> Iterator[str]:
         for conn in accepted:
             conn.close()
         listener.close()
+
+
+def read_all(reader, timeout_s: float) -> list:
+    """Every frame a video reader delivers until its file ends (or `timeout_s`); the reader closed."""
+    reader.start()
+    frames, deadline = [], time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and not reader.health().ended:
+            frame = reader.next_frame(0.2)
+            if frame is not None:
+                frames.append(frame)
+        while (frame := reader.next_frame(0.0)) is not None:
+            frames.append(frame)
+    finally:
+        reader.close()
+    return frames
