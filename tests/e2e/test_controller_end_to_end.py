@@ -158,11 +158,16 @@ def test_controller_end_to_end_with_restart(tmp_path: Path):
     # Models were retrained and hot-swapped, only when they beat the serving model.
     assert state.swaps >= 1, [r.cameras for r in state.history]
     entries = [c for r in state.history for c in r.cameras.values()]
-    published = [c for c in entries if c.retrained is not None and c.retrained.version is not None]
-    assert published
+    judged = [c for c in entries if c.retrained is not None]
+    assert judged, [r.cameras for r in state.history]  # finished jobs were set against the serving model
+    published = [c for c in judged if c.retrained.version is not None]
     for entry in published:
         assert entry.retrained.accuracy > max(entry.serving_accuracy or 0.0,
                                               entry.trial.accuracy if entry.trial else 0.0)
+    for entry in judged:  # a job that did not beat the serving model was kept out, with its reason
+        if entry.retrained.version is None:
+            assert entry.retrained.accuracy <= entry.retrained.replaced_accuracy, entry.retrained
+            assert "kept serving model" in (entry.retrained.decision or ""), entry.retrained
     # ...and each finished job is set against the planner: its wall time at its share, as planned
     jobs = [c.job for c in entries if c.job is not None and c.job.status == "ok"]
     assert jobs and all(0 < j.share <= 1 and j.img_per_s > 0 for j in jobs), jobs
