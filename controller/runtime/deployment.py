@@ -309,10 +309,8 @@ class Deployment:
         for camera, found in self.user_models.detectors.items():
             spec = self.detector_spec(camera)
             names.append(spec.name)
-            current = (serving.has_versions(spec.name) and repository.read_spec(spec.name) == spec
-                       and file_digest(repository.model_dir(spec.name) / str(repository.latest_version(spec.name))
-                                       / "model.onnx") == file_digest(found.path))
-            if current:
+            if serving.has_versions(spec.name) and repository.read_spec(spec.name) == spec \
+                    and self._serves_file(spec.name, found.path):
                 continue
             serving.ensure_model(spec)
             with serving.changes:
@@ -335,8 +333,14 @@ class Deployment:
         golden_file = self.config.golden_model.onnx
         if golden_file is None:
             return True
-        served = repository.model_dir(GOLDEN_MODEL) / str(repository.latest_version(GOLDEN_MODEL)) / "model.onnx"
-        return file_digest(served) == file_digest(Path(golden_file))
+        return self._serves_file(GOLDEN_MODEL, Path(golden_file))
+
+    def _serves_file(self, model: str, path: Path) -> bool:
+        """Whether the model's newest version in the repository is the bytes of `path`."""
+        assert self.serving is not None
+        repository = self.serving.manager.repository
+        served = repository.model_dir(model) / str(repository.latest_version(model)) / "model.onnx"
+        return file_digest(served) == file_digest(path)
 
     def bootstrap(self, *, edge: bool = True, golden: bool = True):
         from controller.bootstrap_settings import bootstrap_for
